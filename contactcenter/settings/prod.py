@@ -1,0 +1,39 @@
+"""Production: every secret must come from the environment; the process refuses to start without it."""
+from .base import *  # noqa: F403
+from .base import DATABASES, env, env_bool, env_int, env_list
+from contactcenter.env import env_required
+
+DEBUG = False
+SECRET_KEY = env_required("SECRET_KEY")
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS") or [env_required("ALLOWED_HOSTS")]
+SITE_URL = env_required("SITE_URL").rstrip("/")
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS") or [SITE_URL]
+env_required("DATABASE_URL")
+REDIS_URL = env_required("REDIS_URL")
+DATABASES["default"]["CONN_MAX_AGE"] = env_int("DB_CONN_MAX_AGE", 60)
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+
+EMAIL_BACKEND = env("EMAIL_BACKEND", "django.core.mail.backends.smtp.EmailBackend")
+EMAIL_HOST = env_required("EMAIL_HOST")
+DEFAULT_FROM_EMAIL = env_required("DEFAULT_FROM_EMAIL")
+SERVER_EMAIL = DEFAULT_FROM_EMAIL
+
+VONAGE_SIGNATURE_SECRET = env_required("VONAGE_SIGNATURE_SECRET")
+VONAGE_APPLICATION_ID = env_required("VONAGE_APPLICATION_ID")
+VONAGE_PRIVATE_KEY = env_required("VONAGE_PRIVATE_KEY")
+STRIPE_SECRET_KEY = env_required("STRIPE_SECRET_KEY")
+STRIPE_WEBHOOK_SECRET = env_required("STRIPE_WEBHOOK_SECRET")
+
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", "True")
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+SESSION_COOKIE_SECURE = True
+CSRF_COOKIE_SECURE = True
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31536000)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", "True")
+SECURE_CONTENT_TYPE_NOSNIFF = True
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+}

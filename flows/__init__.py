@@ -1,0 +1,1 @@
+"""Flows: scripts, intents, FAQ, hours and the engine that runs them."""

@@ -1,0 +1,1 @@
+"""Tenancy: businesses, their people, the agencies that staff them, and the fail-closed scope."""
