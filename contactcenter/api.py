@@ -24,12 +24,19 @@ def _flatten(detail: Any, prefix: str = "") -> list[dict[str, str]]:
     return [{"field": prefix or None, "message": str(detail), "code": getattr(detail, "code", "invalid")}]
 
 
+AUTH_HINT = (
+    "Sign in, or send an API key as the header 'Authorization: Api-Key <key>' "
+    "(an admin creates keys at /api/v1/tenants/<tenant_slug>/api-keys/)."
+)
+
+
 def exception_handler(exc: Exception, context: dict) -> Response | None:
     """Every API error is JSON: {"error": {"code", "message", "fields": [{field, message, code}]}}."""
     if isinstance(exc, Http404):
         exc = exceptions.NotFound("Not found: no such object, or it belongs to another tenant.")
     elif isinstance(exc, PermissionDenied):
-        exc = exceptions.PermissionDenied()
+        # Keep the service's sentence ("Only an owner can remove an owner."); fall back to DRF's default.
+        exc = exceptions.PermissionDenied(str(exc) or None)
     response = drf_exception_handler(exc, context)
     if response is None:
         return None
@@ -44,6 +51,10 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
         detail = getattr(exc, "detail", str(exc))
         message = str(detail)
         code = getattr(detail, "code", None) or getattr(exc, "default_code", "error")
+        if isinstance(exc, exceptions.NotAuthenticated | exceptions.AuthenticationFailed) and (
+            "Authorization" not in message
+        ):
+            message += f" {AUTH_HINT}"
     response.data = {"error": {"code": code, "message": message, "fields": fields}}
     return response
 

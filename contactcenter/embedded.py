@@ -33,6 +33,7 @@ class EmbeddedCelery:
 
 def start_embedded_celery(app: Celery, *, beat: bool = True, scheduler: str = "celery.beat:Scheduler") -> EmbeddedCelery:
     """Start a solo-pool worker (and beat) in daemon threads; returns once the worker is consuming."""
+    ready = threading.Event()
     worker = WorkController(
         app=app,
         pool_cls="solo",
@@ -41,10 +42,8 @@ def start_embedded_celery(app: Celery, *, beat: bool = True, scheduler: str = "c
         without_mingle=True,
         without_gossip=True,
         loglevel="WARNING",
-        ready_callback=None,
+        ready_callback=lambda consumer: ready.set(),
     )
-    ready = threading.Event()
-    worker.on_consumer_ready = lambda consumer: ready.set()  # type: ignore[method-assign]
     threads = [threading.Thread(target=worker.start, name="celery-worker", daemon=True)]
     threads[0].start()
     beat_service = None

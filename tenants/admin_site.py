@@ -113,9 +113,13 @@ class TenantModelAdmin(admin.ModelAdmin):
             display.append(self.tenant_field)
         return display
 
-    def _get_obj_does_not_exist_redirect(self, request, opts, object_id):
-        # Another tenant's object is indistinguishable from a missing one: 404 both.
-        raise Http404(f"No {opts.verbose_name} with that id.")
+    def get_object(self, request, object_id, from_field=None):
+        # Another tenant's object is indistinguishable from a missing one: 404 both, before any
+        # permission check can answer differently.
+        obj = super().get_object(request, object_id, from_field)
+        if obj is None:
+            raise Http404(f"No {self.opts.verbose_name} with that id.")
+        return obj
 
     # --- the tenant field ----------------------------------------------------------------------
     def get_exclude(self, request, obj=None):
@@ -145,7 +149,7 @@ class TenantModelAdmin(admin.ModelAdmin):
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
     def save_model(self, request, obj, form, change):
-        if not request.user.is_superuser and obj.tenant_id not in writable_tenant_ids(request):
+        if not request.user.is_superuser and self._tenant_of(obj) not in writable_tenant_ids(request):
             raise Http404("No such business.")
         super().save_model(request, obj, form, change)
 
