@@ -14,14 +14,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-log_context: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar("log_context", default={})
+log_context: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar("log_context", default=None)
 request_logger = logging.getLogger("switchboard.request")
 
 
 @contextmanager
 def bound(**fields: Any) -> Iterator[None]:
     """Add fields (e.g. tenant_id) to every log record emitted inside the block."""
-    token = log_context.set({**log_context.get(), **{k: v for k, v in fields.items() if v is not None}})
+    token = log_context.set({**(log_context.get() or {}), **{k: v for k, v in fields.items() if v is not None}})
     try:
         yield
     finally:
@@ -30,12 +30,12 @@ def bound(**fields: Any) -> Iterator[None]:
 
 def bind(**fields: Any) -> None:
     """Add fields to the current context until the enclosing ``bound`` block ends."""
-    log_context.set({**log_context.get(), **{k: v for k, v in fields.items() if v is not None}})
+    log_context.set({**(log_context.get() or {}), **{k: v for k, v in fields.items() if v is not None}})
 
 
 class ContextFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
-        for key, value in log_context.get().items():
+        for key, value in (log_context.get() or {}).items():
             if not hasattr(record, key):
                 setattr(record, key, value)
         return True

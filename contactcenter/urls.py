@@ -14,3 +14,7 @@ urlpatterns = [
     path("api/v1/", include("tenants.api_urls")),
     path("", include("tenants.urls")),
 ]
+
+handler404 = "contactcenter.errors.not_found"
+handler403 = "contactcenter.errors.forbidden"
+handler500 = "contactcenter.errors.server_error"

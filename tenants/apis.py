@@ -128,12 +128,10 @@ class TenantSerializer(RejectUnknownFieldsMixin, serializers.ModelSerializer):
         return value
 
     def update(self, instance: Tenant, validated_data: dict) -> Tenant:
-        # No tenants.services function covers settings yet (see the report); save only what was sent.
-        for name, value in validated_data.items():
-            setattr(instance, name, value)
-        if validated_data:
-            instance.save(update_fields=list(validated_data))
-        return instance
+        with service_call():
+            return services.tenant_update(
+                tenant=instance, changes=validated_data, acting_user=acting_user(self.context["request"])
+            )
 
 
 class TenantListSerializer(TenantSerializer):

@@ -14,11 +14,11 @@ from django.utils import timezone
 
 from tenants.models import (
     Agency,
-    AuditEvent,
     AgencyMembership,
     AgencyRole,
     ApiAccess,
     ApiKey,
+    AuditEvent,
     Coverage,
     CoverageMode,
     Invitation,
@@ -50,6 +50,28 @@ def tenant_create(*, name: str, timezone_name: str, owner: User) -> Tenant:
         tenant = Tenant.objects.create(name=name[:120], slug=unique_slug(Tenant, name), timezone=timezone_name)
         Membership.objects.create(user=owner, tenant=tenant, role=Role.OWNER)
         audit_record(tenant_id=tenant.id, actor=owner, action="tenant.created", detail=f"{name} signed up")
+    return tenant
+
+
+TENANT_EDITABLE_FIELDS = ("name", "timezone", "greeting", "agent_notes")
+
+
+def tenant_update(*, tenant: Tenant, changes: dict, acting_user: User | None) -> Tenant:
+    """Change a business's settings (name, time zone, greeting, agent notes), validated and audited."""
+    unknown = set(changes) - set(TENANT_EDITABLE_FIELDS)
+    if unknown:
+        raise ValidationError(f"These settings cannot be changed here: {', '.join(sorted(unknown))}.")
+    changed = {k: v for k, v in changes.items() if getattr(tenant, k) != v}
+    if not changed:
+        return tenant
+    for name, value in changed.items():
+        setattr(tenant, name, value)
+    tenant.full_clean(exclude=[f.name for f in Tenant._meta.fields if f.name not in changed])
+    with transaction.atomic():
+        tenant.save(update_fields=list(changed))
+        audit_record(
+            tenant_id=tenant.id, actor=acting_user, action="tenant.updated", detail=", ".join(sorted(changed))
+        )
     return tenant
 
 

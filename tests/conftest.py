@@ -15,8 +15,14 @@ import shutil
 import pytest
 from django.conf import settings
 
-from tests.factories import AgencyFactory, AgencyMembershipFactory, CoverageFactory, MembershipFactory, TenantFactory, UserFactory
 from tenants.models import AgencyRole, Role
+from tests.factories import (
+    AgencyFactory,
+    AgencyMembershipFactory,
+    CoverageFactory,
+    MembershipFactory,
+    TenantFactory,
+)
 
 REQUIRE_SERVICES = os.environ.get("REQUIRE_SERVICES") == "1"
 

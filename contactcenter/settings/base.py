@@ -30,6 +30,7 @@ INSTALLED_APPS = [
     "channels",
     "rest_framework",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI served from our static files, not a CDN
     "django_scopes",
     "django_celery_beat",
     "allauth",
@@ -198,6 +199,16 @@ SPECTACULAR_SETTINGS = {
     "Authenticate with a session or an `Authorization: Api-Key <key>` header.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "ENUM_NAME_OVERRIDES": {
+        "TenantStatusEnum": "tenants.models.TenantStatus",
+        "RoleEnum": "tenants.models.Role",
+        "AgencyRoleEnum": "tenants.models.AgencyRole",
+        "CoverageModeEnum": "tenants.models.CoverageMode",
+        "ApiAccessEnum": "tenants.models.ApiAccess",
+    },
 }
 
 # --- i18n / time.

@@ -1,7 +1,8 @@
 """Production: every secret must come from the environment; the process refuses to start without it."""
+from contactcenter.env import env_required
+
 from .base import *  # noqa: F403
 from .base import DATABASES, env, env_bool, env_int, env_list
-from contactcenter.env import env_required
 
 DEBUG = False
 SECRET_KEY = env_required("SECRET_KEY")

@@ -78,8 +78,9 @@ def test_requests_are_logged_as_json_with_the_tenant(client_for, alice, tenant_a
     assert record.tenant_id == tenant_a.id
     assert record.status == 200
     assert response["X-Request-ID"]
-    from contactcenter.logging import JsonFormatter
     import json
+
+    from contactcenter.logging import JsonFormatter
 
     line = json.loads(JsonFormatter().format(record))
     assert line["tenant_id"] == tenant_a.id and line["path"] == f"/t/{tenant_a.slug}/"

@@ -32,7 +32,7 @@ class Command(BaseCommand):
         if settings.SWITCHBOARD_DEMO_DATA:
             from contactcenter.demo import DEMO_PASSWORD, demo_logins
 
-            self.stdout.write("Demo logins (password %s):" % DEMO_PASSWORD)
+            self.stdout.write(f"Demo logins (password {DEMO_PASSWORD}):")
             for email, what in demo_logins():
                 self.stdout.write(f"  {email:24} {what}")
         try:
@@ -40,7 +40,6 @@ class Command(BaseCommand):
                 application=application,
                 endpoints=build_endpoint_description_strings(host=host, port=port),
                 signal_handlers=True,
-                action_logs=False,
             ).run()
         finally:
             if embedded is not None:
