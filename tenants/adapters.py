@@ -6,6 +6,7 @@ accepted in the same transaction. Holding the invitation's token proves the invi
 token was only ever emailed there), so that address counts as verified and the newcomer is signed
 in straight away instead of waiting for a second email.
 """
+
 from __future__ import annotations
 
 from allauth.account.adapter import DefaultAccountAdapter
@@ -46,12 +47,6 @@ class AccountAdapter(DefaultAccountAdapter):
         "if you have forgotten it.",
     }
 
-    def is_email_verified(self, request, email: str) -> bool:
-        if super().is_email_verified(request, email):
-            return True
-        invitation = pending_invitation(request)
-        return bool(invitation and email and invitation.email.lower() == email.lower())
-
     def save_user(self, request, user, form, commit=True):
         # The signup form wraps this and the EmailAddress row in one transaction as well.
         with transaction.atomic():
@@ -61,9 +56,11 @@ class AccountAdapter(DefaultAccountAdapter):
             business = (form.cleaned_data.get("business_name") or "").strip()
             if business:
                 tenant_create(name=business, timezone_name=form.cleaned_data["timezone"], owner=user)
-            invitation = getattr(form, "invitation", None)
+            invitation = getattr(form, "pending_invitation", None)
             if invitation is not None and invitation.email.lower() == user.email.lower():
                 invitation_accept(invitation=invitation, user=user)
                 if hasattr(request, "session"):
                     request.session.pop(INVITATION_SESSION_KEY, None)
+                    # allauth's own hook: setup_user_email() marks this stashed address as verified.
+                    self.stash_verified_email(request, user.email)
         return user

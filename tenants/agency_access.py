@@ -4,6 +4,7 @@ Agency pages are not reached through ``tenant_slug``, so the tenant middleware d
 them: ``agency_for`` looks the agency up through the signed-in user's own membership. Someone who
 is not a member gets 404 (exactly like a missing agency); a member below the role gets 403.
 """
+
 from __future__ import annotations
 
 from functools import wraps
@@ -30,9 +31,7 @@ def agency_for(request, slug: str, minimum_role: str = AgencyRole.AGENT) -> Agen
     user = getattr(request, "user", None)
     if user is None or not user.is_authenticated:
         raise Http404("No such agency, or you are not a member of it.")
-    membership = (
-        AgencyMembership.objects.select_related("agency").filter(agency__slug=slug, user_id=user.pk).first()
-    )
+    membership = AgencyMembership.objects.select_related("agency").filter(agency__slug=slug, user_id=user.pk).first()
     if membership is None:
         raise Http404("No such agency, or you are not a member of it.")
     if not agency_role_at_least(membership.role, minimum_role):

@@ -3,6 +3,7 @@
 Forms only check the shape of the input; the rules (who may invite an owner, the last owner...)
 live in ``tenants.services``, whose ValidationErrors the views copy back onto these forms.
 """
+
 from __future__ import annotations
 
 import zoneinfo
@@ -19,15 +20,28 @@ from tenants.adapters import INVITATION_FIELD, INVITATION_SESSION_KEY, pending_i
 from tenants.models import AgencyRole, ApiAccess, CoverageMode, Role, User
 
 COMMON_TIMEZONES = [
-    "America/New_York", "America/Chicago", "America/Denver", "America/Phoenix", "America/Los_Angeles",
-    "America/Anchorage", "Pacific/Honolulu", "America/Toronto", "America/Vancouver", "Europe/London",
-    "Europe/Dublin", "Europe/Paris", "Europe/Berlin", "Australia/Sydney", "Asia/Singapore",
+    "America/New_York",
+    "America/Chicago",
+    "America/Denver",
+    "America/Phoenix",
+    "America/Los_Angeles",
+    "America/Anchorage",
+    "Pacific/Honolulu",
+    "America/Toronto",
+    "America/Vancouver",
+    "Europe/London",
+    "Europe/Dublin",
+    "Europe/Paris",
+    "Europe/Berlin",
+    "Australia/Sydney",
+    "Asia/Singapore",
 ]
 
 
 def timezone_choices() -> list[tuple[str, str]]:
     rest = sorted(zoneinfo.available_timezones() - set(COMMON_TIMEZONES))
-    return [(tz, tz.replace("_", " ")) for tz in COMMON_TIMEZONES + [t for t in rest if "/" in t and not t.startswith("Etc")]]
+    rest = [t for t in rest if "/" in t and not t.startswith("Etc")]
+    return [(tz, tz.replace("_", " ")) for tz in COMMON_TIMEZONES + rest]
 
 
 def apply_service_errors(form: forms.Form, error: ValidationError) -> None:
@@ -56,17 +70,22 @@ class BusinessSignupForm(SignupForm):
     """
 
     full_name = forms.CharField(
-        max_length=150, label="Your name",
+        max_length=150,
+        label="Your name",
         widget=forms.TextInput(attrs={"placeholder": "Alex Rivera", "autocomplete": "name"}),
         error_messages={"required": "Enter your name so teammates know who you are."},
     )
     business_name = forms.CharField(
-        max_length=120, label="Business name", required=False,
+        max_length=120,
+        label="Business name",
+        required=False,
         widget=forms.TextInput(attrs={"placeholder": "Bright Smile Dental", "autocomplete": "organization"}),
         help_text="As your callers know it.",
     )
     timezone = forms.ChoiceField(
-        choices=timezone_choices, initial="America/New_York", label="Time zone",
+        choices=timezone_choices,
+        initial="America/New_York",
+        label="Time zone",
         help_text="Opening hours and callbacks use it.",
         error_messages={"invalid_choice": "Pick your time zone from the list."},
     )
@@ -78,15 +97,15 @@ class BusinessSignupForm(SignupForm):
         super().__init__(*args, **kwargs)
         request = allauth_context.request
         token = self.data.get(INVITATION_FIELD) if self.is_bound else None
-        self.invitation = pending_invitation(request, token) if request is not None else None
+        self.pending_invitation = pending_invitation(request, token) if request is not None else None
         self.fields["email"].error_messages["invalid"] = "Enter a valid email address, like you@yourbusiness.com."
         self.fields["email"].widget.attrs["placeholder"] = "you@yourbusiness.com"
-        if self.invitation is not None:
-            self.fields[INVITATION_FIELD].initial = self.invitation.token
-            self.fields["email"].initial = self.invitation.email
+        if self.pending_invitation is not None:
+            self.fields[INVITATION_FIELD].initial = self.pending_invitation.token
+            self.fields["email"].initial = self.pending_invitation.email
             self.fields["timezone"].required = False
             if request is not None and hasattr(request, "session"):
-                request.session[INVITATION_SESSION_KEY] = self.invitation.token
+                request.session[INVITATION_SESSION_KEY] = self.pending_invitation.token
         else:
             self.fields["business_name"].required = True
             self.fields["business_name"].error_messages["required"] = "Enter your business name."
@@ -102,7 +121,8 @@ class BusinessSignupForm(SignupForm):
     def validate_unique_email(self, value: str) -> str:
         # A clear error rather than allauth's silent "check your inbox" (enumeration prevention):
         # a business owner signing up twice at night needs to be told to log in instead.
-        if User.objects.filter(email__iexact=value).exists() or EmailAddress.objects.filter(email__iexact=value).exists():
+        taken = User.objects.filter(email__iexact=value).exists()
+        if taken or EmailAddress.objects.filter(email__iexact=value).exists():
             raise ValidationError(self._adapter_message("email_taken"))
         return super().validate_unique_email(value)
 
@@ -120,7 +140,7 @@ class BusinessSignupForm(SignupForm):
 
     def clean_business_name(self) -> str:
         name = (self.cleaned_data.get("business_name") or "").strip()
-        if self.invitation is not None and not name:
+        if self.pending_invitation is not None and not name:
             return ""
         if len(name) < 2:
             raise ValidationError("Enter your business name as callers know it.")
@@ -128,13 +148,13 @@ class BusinessSignupForm(SignupForm):
 
     def clean(self) -> dict:
         cleaned = super().clean()
-        if self.invitation is not None and not cleaned.get("business_name"):
+        if self.pending_invitation is not None and not cleaned.get("business_name"):
             email = (cleaned.get("email") or "").lower()
-            if email and email != self.invitation.email.lower():
-                org = self.invitation.tenant or self.invitation.agency
+            if email and email != self.pending_invitation.email.lower():
+                org = self.pending_invitation.tenant or self.pending_invitation.agency
                 self.add_error(
                     "email",
-                    f"This invitation to {org} was sent to {self.invitation.email}. Sign up with that address "
+                    f"This invitation to {org} was sent to {self.pending_invitation.email}. Sign up with that address "
                     "to join, or enter a business name below to start your own business.",
                 )
         if cleaned.get("business_name") and not cleaned.get("timezone"):
@@ -189,19 +209,23 @@ class AgencyInvitationForm(forms.Form):
 
 class CoverageGrantForm(forms.Form):
     invite_code = forms.CharField(
-        max_length=32, label="Agency invite code",
+        max_length=32,
+        label="Agency invite code",
         help_text="Your answering service finds it on its agency page in Switchboard.",
         error_messages={"required": "Enter the invite code your answering service gave you."},
     )
     mode = forms.ChoiceField(
-        choices=CoverageMode.choices, initial=CoverageMode.AFTER_HOURS, label="When they answer",
+        choices=CoverageMode.choices,
+        initial=CoverageMode.AFTER_HOURS,
+        label="When they answer",
         help_text="Always: every call. After hours: outside your opening hours. Overflow: when your team is busy.",
     )
 
 
 class ApiKeyForm(forms.Form):
     name = forms.CharField(
-        max_length=80, label="Key name",
+        max_length=80,
+        label="Key name",
         widget=forms.TextInput(attrs={"placeholder": "Booking system"}),
         help_text="So you can recognise it later.",
         error_messages={"required": "Give the key a name so you can recognise it later."},
@@ -215,7 +239,8 @@ class MembershipRoleForm(forms.Form):
 
 class AgencyCreateForm(forms.Form):
     name = forms.CharField(
-        max_length=120, label="Agency name",
+        max_length=120,
+        label="Agency name",
         widget=forms.TextInput(attrs={"placeholder": "Night Owl Answering"}),
         error_messages={"required": "Enter your answering service's name."},
     )

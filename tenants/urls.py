@@ -2,6 +2,7 @@
 guarded by @tenant_view); agency pages under /agency/<agency_slug>/ (guarded by @agency_view).
 
 Views with kwargs other than tenant_slug carry ``isolation_model`` / ``isolation_kwargs``."""
+
 from django.urls import path
 
 from tenants import views
@@ -20,9 +21,7 @@ urlpatterns = [
         name="tenant-invitation-revoke",
     ),
     path("t/<slug:tenant_slug>/coverage/", views.coverage, name="tenant-coverage"),
-    path(
-        "t/<slug:tenant_slug>/coverage/<int:pk>/revoke/", views.coverage_revoke_view, name="tenant-coverage-revoke"
-    ),
+    path("t/<slug:tenant_slug>/coverage/<int:pk>/revoke/", views.coverage_revoke_view, name="tenant-coverage-revoke"),
     path("t/<slug:tenant_slug>/api-keys/", views.api_keys, name="tenant-api-keys"),
     path("t/<slug:tenant_slug>/api-keys/<int:pk>/revoke/", views.api_key_revoke_view, name="tenant-api-key-revoke"),
     path("t/<slug:tenant_slug>/audit/", views.audit_log, name="tenant-audit"),

@@ -9,6 +9,7 @@ Rules:
 - views whose URL has kwargs other than ``tenant_slug`` carry ``isolation_model`` (the model the
   kwarg points at) and ``isolation_kwargs`` ({kwarg: "Model.field"}) for the isolation matrix.
 """
+
 from __future__ import annotations
 
 from allauth.account.models import EmailAddress
@@ -119,6 +120,8 @@ def tenant_home(request, tenant_slug: str):
     tenant = request.tenant
     access = request.tenant_access
     context = {"tenant": tenant, "access": access}
+    if access.via == "agency" and access.agency_id:
+        context["via_agency"] = Agency.objects.filter(pk=access.agency_id).first()
     if _is_staff(access) and access.allows(Role.ADMIN):
         members = Membership.objects.filter(tenant_id=access.tenant_id).count()
         invited = _pending_invitations().filter(tenant_id=access.tenant_id).exists()
@@ -192,9 +195,7 @@ def _team_context(request, invite_form: InvitationForm) -> dict:
         "tenant": request.tenant,
         "memberships": memberships,
         "owner_count": sum(1 for m in memberships if m.role == Role.OWNER),
-        "invitations": list(
-            _pending_invitations().filter(tenant_id=access.tenant_id).select_related("invited_by")
-        )
+        "invitations": list(_pending_invitations().filter(tenant_id=access.tenant_id).select_related("invited_by"))
         if can_manage
         else [],
         "can_manage": can_manage,
@@ -313,9 +314,9 @@ def coverage(request, tenant_slug: str):
             )
             return redirect("tenant-coverage", tenant_slug=tenant_slug)
     coverages = list(
-        Coverage.objects.filter(tenant_id=access.tenant_id).select_related("agency", "granted_by").order_by(
-            "-active", "agency__name"
-        )
+        Coverage.objects.filter(tenant_id=access.tenant_id)
+        .select_related("agency", "granted_by")
+        .order_by("-active", "agency__name")
     )
     return render(
         request,
@@ -502,9 +503,9 @@ def agency_home(request, agency_slug: str):
             "coverages": Coverage.objects.filter(agency_id=agency.pk, active=True)
             .select_related("tenant")
             .order_by("tenant__name"),
-            "members": AgencyMembership.objects.filter(agency_id=agency.pk).select_related("user").order_by(
-                "user__email"
-            ),
+            "members": AgencyMembership.objects.filter(agency_id=agency.pk)
+            .select_related("user")
+            .order_by("user__email"),
             "invitations": _pending_invitations().filter(agency_id=agency.pk).select_related("invited_by")
             if can_manage
             else [],
@@ -538,8 +539,6 @@ def agency_new(request):
     form = AgencyCreateForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         agency = agency_create(name=form.cleaned_data["name"], owner=request.user)
-        messages.success(
-            request, f"{agency.name} is ready. Give your invite code to the businesses you answer for."
-        )
+        messages.success(request, f"{agency.name} is ready. Give your invite code to the businesses you answer for.")
         return redirect("agency-home", agency_slug=agency.slug)
     return render(request, "tenants/agency_new.html", {"form": form})
