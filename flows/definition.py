@@ -36,7 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 WEEKDAYS: tuple[str, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 SlotType = Literal["name", "phone", "email", "datetime", "date", "time", "number", "yes_no", "choice", "text"]
-SLOT_TYPES: tuple[str, ...] = ("name", "phone", "email", "datetime", "date", "time", "number", "yes_no", "choice", "text")
+SLOT_TYPES: tuple[str, ...] = SlotType.__args__
 RuleOp = Literal["eq", "ne", "gt", "lt", "in", "present", "absent"]
 
 _ID_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_.\-]*$")
@@ -176,7 +176,7 @@ class BusinessHours(_Model):
                     iv = (_hhmm(iv[0]), _hhmm(iv[1]))
                 else:
                     raise ValueError(
-                        f"weekly.{key}: {iv!r} is not an interval; write it as [\"08:00\", \"12:00\"] or \"08:00-12:00\""
+                        f'weekly.{key}: {iv!r} is not an interval; write it as ["08:00", "12:00"] or "08:00-12:00"'
                     )
                 items.append(iv)
             out[key] = items
@@ -783,7 +783,8 @@ def validate_definition(defn: FlowDefinition, known_queues: set[str] | None = No
             )
         if isinstance(s, AskStep):
             if not s.next:
-                add("dead_end", f"{label(s)} has no next step for after '{s.slot}' is collected. Set next.", s.id, "next")
+                msg = f"{label(s)} has no next step for after '{s.slot}' is collected. Set next."
+                add("dead_end", msg, s.id, "next")
             if not s.on_fail:
                 add(
                     "missing_on_fail",
@@ -871,7 +872,8 @@ def validate_definition(defn: FlowDefinition, known_queues: set[str] | None = No
         if isinstance(s, ConditionStep):
             for i, rule in enumerate(s.rules):
                 bad = None
-                if rule.op in ("gt", "lt") and (isinstance(rule.value, bool) or not isinstance(rule.value, int | float)):
+                numeric = isinstance(rule.value, int | float) and not isinstance(rule.value, bool)
+                if rule.op in ("gt", "lt") and not numeric:
                     bad = f"op {rule.op} compares numbers, but value is {rule.value!r}; give a number"
                 elif rule.op == "in" and not isinstance(rule.value, list):
                     bad = f"op in needs a list value, e.g. [a, b], but value is {rule.value!r}"
@@ -910,6 +912,7 @@ def validate_definition(defn: FlowDefinition, known_queues: set[str] | None = No
                     "step or delete it.",
                     s.id,
                     None,
+                    "warning",
                 )
 
     # loops without exit
@@ -1010,8 +1013,8 @@ def validate_definition(defn: FlowDefinition, known_queues: set[str] | None = No
         if defn.policy.default_queue not in known_queues:
             add(
                 "unknown_queue",
-                f"policy.default_queue is '{defn.policy.default_queue}', but there is no such queue. Create the "
-                f"queue or pick one of: {', '.join(sorted(known_queues)) or '(none yet)'}."
+                f"The default queue '{defn.policy.default_queue}' (policy.default_queue) does not exist. Create "
+                f"the queue or pick one of: {', '.join(sorted(known_queues)) or '(none yet)'}."
                 f"{_did_you_mean(defn.policy.default_queue, known_queues)}",
                 None,
                 "policy.default_queue",
@@ -1047,7 +1050,7 @@ def validate_definition(defn: FlowDefinition, known_queues: set[str] | None = No
                     add("empty_text", f"{label(s)}: error_texts.{code} is empty.", s.id, f"error_texts.{code}")
     for name, value in defn.messages.model_dump().items():
         if blank(value):
-            add("empty_text", f"messages.{name} is empty. Write the approved text.", None, f"messages.{name}")
+            add("empty_text", f"Message '{name}' is empty. Write the approved text.", None, f"messages.{name}")
 
     # intents and FAQs
     for it in intents.values():
@@ -1083,11 +1086,19 @@ def validate_definition(defn: FlowDefinition, known_queues: set[str] | None = No
                 f"faqs.{f.key}.questions",
             )
         if not f.answer.strip():
-            add("empty_text", f"FAQ '{f.key}' has an empty answer. Write the approved answer.", None,
-                f"faqs.{f.key}.answer")
+            add(
+                "empty_text",
+                f"FAQ '{f.key}' has an empty answer. Write the approved answer.",
+                None,
+                f"faqs.{f.key}.answer",
+            )
         if blank(f.voice_answer):
-            add("empty_text", f"FAQ '{f.key}' has an empty voice_answer; write it or remove it.", None,
-                f"faqs.{f.key}.voice_answer")
+            add(
+                "empty_text",
+                f"FAQ '{f.key}' has an empty voice_answer; write it or remove it.",
+                None,
+                f"faqs.{f.key}.voice_answer",
+            )
     for kw in defn.policy.urgent_keywords:
         if not kw.reason_label.strip():
             add("empty_text", f"Urgent keyword '{kw.phrase}' needs a reason_label.", None, "policy.urgent_keywords")
@@ -1111,6 +1122,10 @@ def _short(v: Any, limit: int = 70) -> str:
     return s if len(s) <= limit else s[: limit - 3] + "..."
 
 
+def _fmt_day(intervals: list[Any]) -> str:
+    return ", ".join(f"{a}-{b}" for a, b in intervals) or "closed"
+
+
 def _change_lines(prefix: str, field: str, old: Any, new: Any) -> list[str]:
     if old == new:
         return []
@@ -1123,19 +1138,11 @@ def _change_lines(prefix: str, field: str, old: Any, new: Any) -> list[str]:
         for k in old.keys() & new.keys():
             out += _change_lines(prefix, f"{field}.{k}", old[k], new[k])
         return sorted(out)
-    if (
-        isinstance(old, list)
-        and isinstance(new, list)
-        and all(isinstance(x, str) for x in old + new)
-    ):
+    if isinstance(old, list) and isinstance(new, list) and all(isinstance(x, str) for x in old + new):
         out = [f"{prefix}: {field} removed {x!r}" for x in old if x not in new]
         out += [f"{prefix}: {field} added {x!r}" for x in new if x not in old]
         return out or [f"{prefix}: {field} reordered"]
-    if (
-        isinstance(old, list)
-        and isinstance(new, list)
-        and all(isinstance(x, dict) for x in old + new)
-    ):
+    if isinstance(old, list) and isinstance(new, list) and all(isinstance(x, dict) for x in old + new):
         out = [f"{prefix}: {field} removed {_short(x)}" for x in old if x not in new]
         out += [f"{prefix}: {field} added {_short(x)}" for x in new if x not in old]
         return out or [f"{prefix}: {field} reordered"]
@@ -1199,7 +1206,7 @@ def diff_definitions(a: FlowDefinition, b: FlowDefinition) -> list[str]:
     for day in WEEKDAYS:
         wa, wb = ha["weekly"].get(day, []), hb["weekly"].get(day, [])
         if wa != wb:
-            out.append(f"Hours: {day} changed from {_short(wa)} to {_short(wb)}")
+            out.append(f"Hours: {day} changed from {_fmt_day(wa)} to {_fmt_day(wb)}")
     for field, what in (("holidays", "holiday"), ("closures", "closure")):
         out += [f"Hours: {what} removed {_short(x, 100)}" for x in ha[field] if x not in hb[field]]
         out += [f"Hours: {what} added {_short(x, 100)}" for x in hb[field] if x not in ha[field]]
@@ -1219,13 +1226,27 @@ def _str_presenter(dumper: yaml.SafeDumper, data: str) -> yaml.Node:
     return dumper.represent_scalar("tag:yaml.org,2002:str", data)
 
 
+class _FlowList(list):
+    """A list written inline (["08:00", "12:00"])."""
+
+
 _Dumper.add_representer(str, _str_presenter)
+_Dumper.add_representer(
+    _FlowList, lambda d, data: d.represent_sequence("tag:yaml.org,2002:seq", list(data), flow_style=True)
+)
 
 
 def to_yaml(defn: FlowDefinition) -> str:
     """YAML export (import with from_yaml). Unset optional fields are omitted."""
     data = defn.model_dump(mode="json", by_alias=True, exclude_none=True)
-    return yaml.dump(data, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=110, default_flow_style=None)
+    weekly = data.get("hours", {}).get("weekly", {})
+    for day, intervals in weekly.items():
+        weekly[day] = _FlowList(_FlowList(iv) for iv in intervals)
+    for s in data.get("steps", []):
+        for key in ("fields", "skills", "choices"):
+            if isinstance(s.get(key), list):
+                s[key] = _FlowList(s[key])
+    return yaml.dump(data, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=110, default_flow_style=False)
 
 
 def _yaml_line(root: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:

@@ -140,7 +140,7 @@ def holiday_name(hours: BusinessHours, when: dt.datetime) -> str | None:
 
 
 def status_at(hours: BusinessHours, when: dt.datetime) -> Status:
-    """"open", "closed" or "holiday" at an aware moment."""
+    """ "open", "closed" or "holiday" at an aware moment."""
     _require_aware(when, "when")
     tz = ZoneInfo(hours.timezone)
     day = when.astimezone(tz).date()

@@ -104,8 +104,9 @@ def _convert_run(words: list[str]) -> list[int]:
 
 def words_to_numbers(text: str) -> str:
     """Replace runs of English number words with digits: "twenty five" -> "25", "ten thirty" -> "10 30"."""
-    return _RUN_RE.sub(lambda m: " ".join(str(n) for n in _convert_run(re.split(r"[\s-]+", m.group(0).lower()))),
-                       text.lower())
+    return _RUN_RE.sub(
+        lambda m: " ".join(str(n) for n in _convert_run(re.split(r"[\s-]+", m.group(0).lower()))), text.lower()
+    )
 
 
 _DIGIT_WORDS = {"zero": "0", "oh": "0", "o": "0", **{k: str(v) for k, v in _ONES.items()}}
@@ -141,7 +142,7 @@ def _words(text: str) -> list[str]:
 
 _NAME_PREFIX = re.compile(
     r"^(?:(?:hi|hello|hey|yes|yeah|yep|sure|ok|okay|um+|uh+|er+|well|so|oh)[\s,.]+)*"
-    r"(?:(?:my\s+)?(?:full\s+|first\s+|last\s+)?name(?:'s|\s+is)|this\s+is|it'?s|it\s+is|i'?m|i\s+am|call\s+me)\s+",
+    r"(?:(?:my\s+|the\s+)?(?:full\s+|first\s+|last\s+)?name(?:'s|\s+is)|this\s+is|it'?s|it\s+is|i'?m|i\s+am|call\s+me)\s+",
     re.IGNORECASE,
 )
 _NAME_SUFFIX = re.compile(r"\s+(?:here|speaking|calling|thanks|thank\s+you|please)$", re.IGNORECASE)
@@ -238,7 +239,8 @@ def parse_number(text: str, lo: float | None = None, hi: float | None = None) ->
     if value == int(value):
         value = int(value)
     if (lo is not None and value < lo) or (hi is not None and value > hi):
-        return SlotResult.fail("out_of_range", f"{value} is outside {lo if lo is not None else '-inf'}..{hi if hi is not None else 'inf'}")
+        bounds = f"{'-inf' if lo is None else f'{lo:g}'}..{'inf' if hi is None else f'{hi:g}'}"
+        return SlotResult.fail("out_of_range", f"{value} is outside {bounds}")
     return SlotResult.success(value)
 
 
@@ -249,8 +251,10 @@ _YES = {"yes", "yeah", "yep", "yup", "yea", "ya", "sure", "correct", "right", "a
 _NO = {"no", "nope", "nah", "negative", "incorrect", "wrong", "n", "false", "never"}
 _YES_PHRASES = ("that's right", "that is right", "of course", "go ahead", "sounds good", "please do", "i do",
                 "it is", "that works", "that's it")  # fmt: skip
-_NO_PHRASES = ("not really", "no thanks", "no thank you", "i don't", "i do not", "don't", "do not", "not now",
-               "that's wrong", "not correct", "not right", "that's not", "that is not", "isn't", "it's not")  # fmt: skip
+_NO_PHRASES = (
+    "not really", "no thanks", "no thank you", "i don't", "i do not", "don't", "do not", "not now", "that's wrong",
+    "not correct", "not right", "that's not", "that is not", "isn't", "it's not",
+)  # fmt: skip
 _UNSURE = ("not sure", "don't know", "dont know", "maybe", "perhaps", "no idea", "i guess")
 
 
@@ -355,9 +359,7 @@ _PERIODS = {"morning": 9, "afternoon": 14, "evening": 18, "tonight": 19, "night"
             "lunch": 12}  # fmt: skip
 _MON = "|".join(sorted(_MONTHS, key=len, reverse=True))
 _WD = "|".join(sorted(_WEEKDAY_NAMES, key=len, reverse=True))
-_ORD_RE = re.compile(
-    r"\b(?:(twenty|thirty)[\s-]+)?(" + "|".join(sorted(_ORD_WORDS, key=len, reverse=True)) + r")\b"
-)
+_ORD_RE = re.compile(r"\b(?:(twenty|thirty)[\s-]+)?(" + "|".join(sorted(_ORD_WORDS, key=len, reverse=True)) + r")\b")
 
 
 def _ordinal_sub(m: re.Match[str]) -> str:
@@ -398,7 +400,7 @@ def _extract_when(text: str, now_local: dt.datetime, region: str) -> _When:
 
     def cut(m: re.Match[str]) -> None:
         nonlocal t
-        t = t[: m.start()] + " " + t[m.end():]
+        t = t[: m.start()] + " " + t[m.end() :]
 
     # ---- dates
     if m := re.search(r"\b(\d{4})-(\d{1,2})-(\d{1,2})\b", t):
@@ -467,30 +469,27 @@ def _extract_when(text: str, now_local: dt.datetime, region: str) -> _When:
         cut(m)
     hour = minute = None
     meridiem = None
-    if m := re.search(r"\bhalf past (\d{1,2})\b", t):
-        hour, minute = int(m[1]), 30
-    elif m := re.search(r"\bquarter past (\d{1,2})\b", t):
-        hour, minute = int(m[1]), 15
-    elif m := re.search(r"\bquarter to (\d{1,2})\b", t):
-        hour, minute = (int(m[1]) - 1) % 24, 45
-    elif m := re.search(r"\b(\d{1,2})(?:[:.](\d{2})|\s+(\d{2})|\s+oh\s+(\d))?\s*(am|pm)\b", t):
-        hour = int(m[1])
-        minute = int(m[2] or m[3] or m[4] or 0)
-        meridiem = m[5]
-    elif m := re.search(r"\b(\d{1,2})[:h](\d{2})\b", t):
-        hour, minute = int(m[1]), int(m[2])
-    elif m := re.search(r"\b(\d{1,2}) oclock\b", t):
-        hour, minute = int(m[1]), 0
-    elif m := re.search(r"\b(\d{1,2})\s+(\d{2})\b", t):
-        hour, minute = int(m[1]), int(m[2])
-    elif m := re.search(r"\b(\d{1,2}) oh (\d)\b", t):
-        hour, minute = int(m[1]), int(m[2])
-    elif m := re.search(r"\b(?:at|around|about|by)\s+(\d{1,2})\b", t):
-        hour, minute = int(m[1]), 0
-    elif period and (m := re.search(r"\b(\d{1,2})\b", t)):
-        hour, minute = int(m[1]), 0
-    elif m := re.fullmatch(r"\s*(\d{1,2})\s*", t):
-        hour, minute = int(m[1]), 0
+    for pattern, kind in _TIME_PATTERNS:
+        if pattern is None:  # the bare-hour-with-period rule
+            if not period:
+                continue
+            pattern = re.compile(r"\b(\d{1,2})\b")
+        m = pattern.search(t)
+        if not m:
+            continue
+        if kind == "half":
+            hour, minute = int(m[1]), 30
+        elif kind == "quarter_past":
+            hour, minute = int(m[1]), 15
+        elif kind == "quarter_to":
+            hour, minute = (int(m[1]) - 1) % 24, 45
+        elif kind == "meridiem":
+            hour, minute, meridiem = int(m[1]), int(m[2] or m[3] or m[4] or 0), m[5]
+        elif kind == "hm":
+            hour, minute = int(m[1]), int(m[2])
+        else:  # "h"
+            hour, minute = int(m[1]), 0
+        break
 
     if hour is not None:
         if minute is None or minute > 59 or hour > 24 or (meridiem and not 1 <= hour <= 12):
@@ -509,6 +508,21 @@ def _extract_when(text: str, now_local: dt.datetime, region: str) -> _When:
     elif period:
         out.time = dt.time(_PERIODS[period], 0)
     return out
+
+
+_TIME_PATTERNS: list[tuple[re.Pattern[str] | None, str]] = [
+    (re.compile(r"\bhalf past (\d{1,2})\b"), "half"),
+    (re.compile(r"\bquarter past (\d{1,2})\b"), "quarter_past"),
+    (re.compile(r"\bquarter to (\d{1,2})\b"), "quarter_to"),
+    (re.compile(r"\b(\d{1,2})(?:[:.](\d{2})|\s+(\d{2})|\s+oh\s+(\d))?\s*(am|pm)\b"), "meridiem"),
+    (re.compile(r"\b(\d{1,2})[:h](\d{2})\b"), "hm"),
+    (re.compile(r"\b(\d{1,2}) oclock\b"), "h"),
+    (re.compile(r"\b(\d{1,2})\s+(\d{2})\b"), "hm"),  # "ten thirty" -> "10 30"
+    (re.compile(r"\b(\d{1,2}) oh (\d)\b"), "hm"),  # "ten oh five"
+    (re.compile(r"\b(?:at|around|about|by)\s+(\d{1,2})\b"), "h"),
+    (None, "h"),  # "3 in the afternoon": a bare number next to a period word
+    (re.compile(r"^\s*(\d{1,2})\s*$"), "h"),  # just "3"
+]
 
 
 def _month_day(today: dt.date, month: int, day: int, year: str | None) -> tuple[dt.date | None, bool]:

@@ -1,0 +1,122 @@
+"""Running flows: the compiled, cached form of a published version, and one engine turn.
+
+Compiled flows are cached per process by (version id, calendar fingerprint): the version is
+immutable and its model is stored with it, so a cache hit costs no query beyond the calendar
+fingerprint, and a change to hours or holidays takes effect on the next turn.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+from flows.definition import BusinessHours, FlowDefinition, from_json
+from flows.engine import CompiledFlow, ConversationState, Event, compile_flow, start, step
+from flows.models import FlowVersion
+from flows.services import hours_data, training_examples
+from tenants.models import Tenant
+
+_CACHE_SIZE = 256
+_cache: OrderedDict[tuple, CompiledFlow] = OrderedDict()
+_lock = threading.Lock()
+
+
+class EmptyUnderstander:
+    """A flow with no intents or FAQ understands nothing (everything is out of scope)."""
+
+    def predict(self, text: str):
+        from flows.nlu import NLUResult, normalize
+
+        return NLUResult(label=None, confidence=0.0, out_of_scope=True, candidates=(), normalized_text=normalize(text))
+
+
+def _understander_for(version_key: str, model_bytes: bytes | None, defn: FlowDefinition) -> Any:
+    from flows.nlu import IntentModel, get_model
+
+    if model_bytes:
+        return IntentModel.from_bytes(bytes(model_bytes))
+    examples = training_examples(defn)
+    if not examples:
+        return EmptyUnderstander()
+    return get_model(version_key, lambda: examples)
+
+
+def calendar_fingerprint(tenant: Tenant) -> tuple[str, dict]:
+    data = hours_data(tenant)
+    return hashlib.sha1(json.dumps(data, sort_keys=True).encode()).hexdigest(), data  # noqa: S324 (cache key)
+
+
+def compiled_version(version: FlowVersion) -> CompiledFlow:
+    """The runnable form of a published version, with the tenant's live calendar."""
+    fingerprint, hours = calendar_fingerprint(version.tenant)
+    key = ("version", version.pk, fingerprint)
+    with _lock:
+        hit = _cache.get(key)
+        if hit is not None:
+            _cache.move_to_end(key)
+            return hit
+    defn = from_json(version.definition)
+    defn = defn.model_copy(update={"hours": BusinessHours.model_validate(hours)})
+    understander = _understander_for(f"flowversion:{version.pk}:{version.content_hash}", version.nlu_model, defn)
+    compiled = compile_flow(defn, understander)
+    with _lock:
+        _cache[key] = compiled
+        while len(_cache) > _CACHE_SIZE:
+            _cache.popitem(last=False)
+    return compiled
+
+
+def compiled_definition(defn: FlowDefinition, *, cache_key: str) -> CompiledFlow:
+    """Compile a draft definition (simulator); its model is trained once per content."""
+    key = ("draft", cache_key)
+    with _lock:
+        hit = _cache.get(key)
+        if hit is not None:
+            return hit
+    examples = training_examples(defn)
+    understander = _understander_for(f"draft:{cache_key}", None, defn) if examples else EmptyUnderstander()
+    compiled = compile_flow(defn, understander)
+    with _lock:
+        _cache[key] = compiled
+        while len(_cache) > _CACHE_SIZE:
+            _cache.popitem(last=False)
+    return compiled
+
+
+@dataclass(frozen=True)
+class Turn:
+    state: ConversationState
+    actions: list[Any]
+    understanding: Any | None  # the NLU result for the utterance, when there was one
+
+
+def run_turn(flow: CompiledFlow, state: ConversationState | None, event: Event) -> Turn:
+    """One engine step (or the start of a conversation), plus what the NLU made of the words."""
+    if state is None or event.kind == "start":
+        new_state, actions = start(flow, event)
+        return Turn(new_state, actions, None)
+    if event.kind != "utterance" or not event.text:
+        new_state, actions = step(flow, state, event)
+        return Turn(new_state, actions, None)
+    understanding = flow.understander.predict(event.text)
+    # The engine asks the same question again; answer it from this turn's result instead of recomputing.
+    memo = _OneAnswer(flow.understander, event.text, understanding)
+    new_state, actions = step(dataclasses.replace(flow, understander=memo), state, event)
+    return Turn(new_state, actions, understanding)
+
+
+class _OneAnswer:
+    def __init__(self, inner: Any, text: str, result: Any):
+        self.inner, self.text, self.result = inner, text, result
+
+    def predict(self, text: str) -> Any:
+        return self.result if text == self.text else self.inner.predict(text)
+
+
+def clear_cache() -> None:
+    with _lock:
+        _cache.clear()
