@@ -59,10 +59,7 @@ def load_demo() -> bool:
     AgencyMembership.objects.create(user=agency_agent, agency=agency, role=AgencyRole.AGENT)
     for tenant, grantor in ((dental, owner), (plumbing, owner2)):
         Coverage.objects.create(agency=agency, tenant=tenant, mode=CoverageMode.AFTER_HOURS, granted_by=grantor)
-    for hook in DEMO_HOOKS:
-        hook(dental=dental, plumbing=plumbing, agency=agency)
+    from flows.demo import load_flows_demo
+
+    load_flows_demo(dental=dental, plumbing=plumbing)
     return True
-
-
-# Apps above tenants add their demo pieces (flows, numbers, queues) by appending a callable here.
-DEMO_HOOKS: list = []

@@ -12,6 +12,7 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("api/v1/", include("tenants.api_urls")),
+    path("telephony/", include("telephony.urls")),
     path("", include("tenants.urls")),
 ]
 

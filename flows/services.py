@@ -282,6 +282,13 @@ def flow_import_yaml(*, tenant: Tenant, text: str, flow: Flow | None = None) -> 
     return flow
 
 
+def flow_create_from_definition(*, tenant: Tenant, defn: FlowDefinition) -> Flow:
+    with transaction.atomic():
+        flow = Flow(tenant_id=tenant.id)
+        _write_draft(flow, defn)
+    return flow
+
+
 def flow_restore_draft(*, flow: Flow, version: FlowVersion) -> Flow:
     """Replace the draft with a version's steps, intents and FAQ (to edit from there)."""
     with transaction.atomic():
@@ -294,3 +301,51 @@ def queues_ensure(*, tenant: Tenant, names: list[str]) -> None:
         Queue.objects.get_or_create(tenant_id=tenant.id, name=name)
 
 
+
+
+def tenant_settings_import(*, tenant: Tenant, defn: FlowDefinition) -> None:
+    """Set the business's hours, holidays, closures, escalation policy and queues from a definition.
+
+    Used when a flow file is meant to configure the whole business (the demo, or an import with
+    "also import hours and policy" ticked). Existing holidays and closures are replaced.
+    """
+    with transaction.atomic():
+        BusinessHours.objects.update_or_create(
+            tenant_id=tenant.id, defaults={"weekly": {d: [list(iv) for iv in ivs] for d, ivs in defn.hours.weekly.items()}}
+        )
+        Holiday.objects.filter(tenant_id=tenant.id).delete()
+        Holiday.objects.bulk_create(Holiday(tenant_id=tenant.id, date=h.date, name=h.name) for h in defn.hours.holidays)
+        Closure.objects.filter(tenant_id=tenant.id).delete()
+        from zoneinfo import ZoneInfo
+
+        tz = ZoneInfo(tenant.timezone)
+        Closure.objects.bulk_create(
+            Closure(
+                tenant_id=tenant.id, reason=c.reason,
+                start=c.start if c.start.tzinfo else c.start.replace(tzinfo=tz),
+                end=c.end if c.end.tzinfo else c.end.replace(tzinfo=tz),
+            )
+            for c in defn.hours.closures
+        )
+        queue_names = {defn.policy.default_queue} | {
+            s.queue for s in defn.steps if getattr(s, "kind", "") == "escalate" and s.queue
+        }
+        queues_ensure(tenant=tenant, names=sorted(queue_names))
+        policy = defn.policy
+        EscalationPolicy.objects.update_or_create(
+            tenant_id=tenant.id,
+            defaults={
+                "human_phrases": "\n".join(policy.human_phrases),
+                "human_dtmf": policy.human_dtmf or "",
+                "urgent_keywords": "\n".join(
+                    " | ".join(filter(None, [k.phrase, k.reason_label, k.step])) for k in policy.urgent_keywords
+                ),
+                "frustration": policy.frustration,
+                "max_misunderstandings": policy.max_misunderstandings,
+                "low_asr_confidence": policy.low_asr_confidence,
+                "low_asr_repeats": policy.low_asr_repeats,
+                "repeat_question_limit": policy.repeat_question_limit,
+                "default_queue": Queue.objects.get(tenant_id=tenant.id, name=policy.default_queue),
+                "default_priority": policy.default_priority,
+            },
+        )

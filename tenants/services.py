@@ -50,6 +50,9 @@ def tenant_create(*, name: str, timezone_name: str, owner: User) -> Tenant:
         tenant = Tenant.objects.create(name=name[:120], slug=unique_slug(Tenant, name), timezone=timezone_name)
         Membership.objects.create(user=owner, tenant=tenant, role=Role.OWNER)
         audit_record(tenant_id=tenant.id, actor=owner, action="tenant.created", detail=f"{name} signed up")
+        from tenants.hooks import tenant_created
+
+        tenant_created(tenant)
     return tenant
 
 

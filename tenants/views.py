@@ -27,6 +27,7 @@ from django.views.decorators.http import require_POST
 from tenants.adapters import INVITATION_SESSION_KEY
 from tenants.agency_access import agency_view
 from tenants.decorators import tenant_view
+from tenants.hooks import onboarding_steps
 from tenants.forms import (
     AgencyCreateForm,
     AgencyInvitationForm,
@@ -140,15 +141,7 @@ def tenant_home(request, tenant_slug: str):
                 "url": reverse("tenant-team", args=[tenant.slug]),
                 "action": "Invite teammates",
             },
-            {
-                "key": "script",
-                "title": "Set up your script",
-                "done": bool(tenant.greeting),
-                "text": "Write your greeting and notes for agents, then the answers and steps callers get, "
-                "in Settings.",
-                "url": reverse("admin:index"),
-                "action": "Open Settings",
-            },
+            *onboarding_steps(tenant),
             {
                 "key": "phone",
                 "title": "Connect a phone number",

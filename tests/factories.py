@@ -131,3 +131,106 @@ def _audit_event(tenant):
 from tenants.models import AuditEvent  # noqa: E402
 
 FACTORIES[AuditEvent] = _audit_event
+
+
+# --- flows --------------------------------------------------------------------------------------
+from flows.models import (  # noqa: E402
+    BusinessHours,
+    Closure,
+    EscalationPolicy,
+    Faq,
+    Flow,
+    FlowVersion,
+    Holiday,
+    Intent,
+    Queue,
+    Step,
+)
+
+TINY_FLOW_STEPS = [
+    ("greeting", "say", {"text": "Hello, thanks for calling.", "next": "menu"}),
+    ("menu", "menu", {"prompt": "How can I help?", "routes": {"hours": "bye"}, "answer_faqs": True,
+                      "escalate_to": "to_person"}),
+    ("to_person", "escalate", {"queue": "front-desk", "text": "Let me get someone."}),
+    ("bye", "end", {"text": "Goodbye."}),
+]
+
+
+def make_flow(tenant, name="Main line", *, with_queue=True) -> Flow:
+    """A small valid flow: greeting, a menu with one intent and one FAQ, an escalation, an end."""
+    if with_queue:
+        Queue.objects.get_or_create(tenant=tenant, name="front-desk")
+    flow = Flow.objects.create(tenant=tenant, name=name, start_step="greeting")
+    for n, (key, kind, config) in enumerate(TINY_FLOW_STEPS):
+        Step.objects.create(tenant=tenant, flow=flow, key=key, kind=kind, config=config, position=n * 10)
+    Intent.objects.create(
+        tenant=tenant, flow=flow, name="hours",
+        examples="what are your hours\nwhen are you open\nare you open today\nwhat time do you close\n"
+        "opening hours please\nhow late are you open",
+    )
+    Faq.objects.create(
+        tenant=tenant, flow=flow, key="parking",
+        questions="is there parking\nwhere do I park\ncan I park nearby\nis parking free",
+        answer="Free parking is behind the building.",
+    )
+    return flow
+
+
+def _flow_version(tenant):
+    from flows.services import flow_publish
+
+    return flow_publish(flow=make_flow(tenant, name=f"Versioned {Flow.objects.count()}"), user=None)
+
+
+FACTORIES.update(
+    {
+        Queue: lambda tenant: Queue.objects.create(tenant=tenant, name=f"queue-{Queue.objects.count()}"),
+        Flow: lambda tenant: make_flow(tenant, name=f"Flow {Flow.objects.count()}"),
+        Step: lambda tenant: make_flow(tenant, name=f"Flow {Flow.objects.count()}").steps.first(),
+        FlowVersion: _flow_version,
+        BusinessHours: lambda tenant: BusinessHours.objects.get_or_create(
+            tenant=tenant, defaults={"weekly": {"mon": [["09:00", "17:00"]]}}
+        )[0],
+        Holiday: lambda tenant: Holiday.objects.create(tenant=tenant, date=f"2030-12-{10 + Holiday.objects.count():02d}"),
+        Closure: lambda tenant: Closure.objects.create(
+            tenant=tenant, start="2030-01-01T10:00:00Z", end="2030-01-01T12:00:00Z", reason="Training"
+        ),
+        EscalationPolicy: lambda tenant: EscalationPolicy.objects.get_or_create(tenant=tenant)[0],
+    }
+)
+
+
+# --- conversations and telephony -------------------------------------------------------------------
+from django.utils import timezone as _tz  # noqa: E402
+
+from conversations.models import AppointmentRequest, Conversation, Lead, Voicemail  # noqa: E402
+from telephony.models import PhoneNumber  # noqa: E402
+
+
+def make_conversation(tenant, **extra) -> Conversation:
+    return Conversation.objects.create(tenant=tenant, caller_number="+15555550111", started_at=_tz.now(), **extra)
+
+
+_numbers = iter(range(100, 10_000))
+
+
+def make_phone_number(tenant, flow=None, **extra) -> PhoneNumber:
+    flow = flow or make_flow(tenant, name=f"Flow {Flow.objects.count()}")
+    number = extra.pop("number", None) or f"+1555555{next(_numbers):04d}"
+    return PhoneNumber.objects.create(tenant=tenant, number=number, flow=flow, **extra)
+
+
+FACTORIES.update(
+    {
+        Conversation: make_conversation,
+        Lead: lambda tenant: Lead.objects.create(tenant=tenant, conversation=make_conversation(tenant), name="Pat Lee"),
+        AppointmentRequest: lambda tenant: AppointmentRequest.objects.create(
+            tenant=tenant, conversation=make_conversation(tenant), service="Cleaning"
+        ),
+        Voicemail: lambda tenant: Voicemail.objects.create(
+            tenant=tenant, conversation=make_conversation(tenant), recording_url="https://example.test/r.mp3",
+            recording_uuid=f"rec-{Voicemail.objects.count()}-{tenant.pk}",
+        ),
+        PhoneNumber: make_phone_number,
+    }
+)

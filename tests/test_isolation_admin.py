@@ -109,6 +109,31 @@ def test_add_form_offers_only_own_tenants_choices(entry, client_for, alice, tena
             assert tenants <= {tenant_a.pk}, f"{model._meta.label}.{name} offers another tenant's rows"
 
 
+OBJECT_VIEWS = [
+    (model, model_admin, name, need)
+    for model, model_admin in TENANT_ADMINS
+    for name, need in getattr(model_admin, "object_views", ())
+]
+
+
+@pytest.mark.parametrize(
+    "entry", OBJECT_VIEWS, ids=lambda e: f"{e[0]._meta.label}.{e[2]}"
+)
+def test_custom_object_views_are_isolated(entry, client_for, alice, sam, charlie, tenant_a):
+    """Extra admin views (publish, simulate, rollback...): 404 for another tenant, 403 for read-only roles."""
+    model, _, name, need = entry
+    row = make_row(model, tenant_a)
+    url = admin_url(model, name, row.pk)
+    for method in ("get", "post"):
+        assert getattr(client_for(charlie), method)(url).status_code == 404, f"{method} {url}"
+    supervisor = client_for(sam)
+    if need == "write":
+        assert supervisor.post(url).status_code == 403
+    else:
+        assert supervisor.get(url).status_code == 200
+    assert client_for(alice).get(url).status_code in (200, 302)
+
+
 @pytest.mark.parametrize("entry", PLATFORM_ADMINS, ids=_id)
 def test_platform_admins_are_superuser_only(entry, client_for, alice, tenant_a):
     model, _ = entry

@@ -29,6 +29,8 @@ EXEMPT_PREFIXES = {
     "api/docs/": "public API description, no tenant data",
     "healthz": "load-balancer probe, no tenant data",
     "static/": "static files",
+    "telephony/vonage/": "Vonage webhooks: no user session; every request must carry Vonage's signed JWT "
+    "(401 otherwise, tests/telephony/test_webhooks.py) and the tenant comes from the dialled number",
 }
 EXEMPT_ROUTES = {
     "invitations/<str:token>/": "the token is the capability sent by email; accepting checks the invited "

@@ -38,6 +38,8 @@ INSTALLED_APPS = [
     "contactcenter",
     "tenants",
     "flows",
+    "conversations",
+    "telephony",
 ]
 
 MIDDLEWARE = [
@@ -176,6 +178,10 @@ VONAGE_APPLICATION_ID = env("VONAGE_APPLICATION_ID", "")
 VONAGE_PRIVATE_KEY = env("VONAGE_PRIVATE_KEY", "")
 VONAGE_SIGNATURE_SECRET = env("VONAGE_SIGNATURE_SECRET", "")
 VONAGE_API_KEY = env("VONAGE_API_KEY", "")
+VONAGE_CLIENT = env("VONAGE_CLIENT", "") or ("vonage" if VONAGE_APPLICATION_ID else "fake")
+VONAGE_SIGNATURE_MAX_AGE = env_int("VONAGE_SIGNATURE_MAX_AGE", 300)
+# A webhook turn that takes longer than this answers with the apology NCCO (Vonage waits about 5 s).
+VONAGE_TURN_BUDGET_SECONDS = float(env("VONAGE_TURN_BUDGET_SECONDS", "3.5") or 3.5)
 STRIPE_SECRET_KEY = env("STRIPE_SECRET_KEY", "")
 STRIPE_WEBHOOK_SECRET = env("STRIPE_WEBHOOK_SECRET", "")
 STRIPE_PRICE_ID = env("STRIPE_PRICE_ID", "")

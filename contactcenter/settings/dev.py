@@ -5,7 +5,7 @@ from .base import env, env_bool
 DEBUG = env_bool("DEBUG", "True")
 EMAIL_BACKEND = env("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
 # A documented, non-secret development value: Vonage never signs with it, the simulator does.
-VONAGE_SIGNATURE_SECRET = env("VONAGE_SIGNATURE_SECRET", "dev-vonage-signature-secret")
+VONAGE_SIGNATURE_SECRET = env("VONAGE_SIGNATURE_SECRET", "dev-vonage-signature-secret-not-for-production")
 WHITENOISE_USE_FINDERS = True
 WHITENOISE_AUTOREFRESH = True
 SWITCHBOARD_DEMO_DATA = True

@@ -5,7 +5,7 @@ from .base import env
 SECRET_KEY = "test-not-secret"
 DEBUG = False
 EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
-VONAGE_SIGNATURE_SECRET = "test-vonage-signature-secret"
+VONAGE_SIGNATURE_SECRET = "test-vonage-signature-secret-0123456789abcdef"
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # speed only; never in prod
 ALLOWED_HOSTS = ["testserver", "127.0.0.1", "localhost"]
 WHITENOISE_USE_FINDERS = True

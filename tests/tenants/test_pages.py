@@ -117,7 +117,7 @@ def test_owner_home_is_an_onboarding_checklist(client_for, alice):
     for title in (
         "Verify your email address",
         "Invite your teammates",
-        "Set up your script",
+        "Review and publish your script",
         "Connect a phone number",
         "answering service",
         "Create an API key",

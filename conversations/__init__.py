@@ -1,0 +1,1 @@
+"""The durable record of every contact: conversations, turns, leads, appointment requests, voicemails."""

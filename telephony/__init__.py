@@ -1,0 +1,1 @@
+"""Telephony: Vonage NCCO rendering, signed-webhook verification and the outbound voice client."""

@@ -1,0 +1,233 @@
+"""One call, end to end: a dialled number resolves its business and live script, each Vonage input
+runs one engine turn, the record is written, and the actions are rendered as NCCO."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from urllib.parse import urlencode
+
+from django.conf import settings
+from django.templatetags.static import static
+from django.urls import reverse
+from django.utils import timezone
+
+from conversations.models import Conversation
+from conversations.services import (
+    call_event_apply,
+    conversation_open,
+    conversation_record_turn,
+    voicemail_record,
+    voicemail_transcript,
+)
+from flows.engine import ConversationState, Event
+from flows.runtime import compiled_version, run_turn
+from telephony.models import PhoneNumber, normalize_e164
+from telephony.ncco import VoiceContext, apology_ncco, render_turn, unknown_number_ncco
+from tenants.scoping import tenant_scope, unscoped
+
+logger = logging.getLogger("switchboard.telephony")
+
+
+@dataclass(frozen=True)
+class CallContext:
+    """What every webhook for this call needs, also when the database is down (it rides in the URLs)."""
+
+    conversation_id: int
+    fallback_number: str = ""
+
+
+def base_url() -> str:
+    return settings.SITE_URL.rstrip("/")
+
+
+def _url(name: str, ctx: CallContext) -> str:
+    path = reverse(name, args=[ctx.conversation_id])
+    query = urlencode({"fb": ctx.fallback_number}) if ctx.fallback_number else ""
+    return f"{base_url()}{path}" + (f"?{query}" if query else "")
+
+
+def voice_context(
+    conversation: Conversation, number: PhoneNumber | None, defn_language: str, voice_style
+) -> VoiceContext:
+    ctx = CallContext(conversation.pk, number.fallback_number if number else "")
+    return VoiceContext(
+        language=defn_language,
+        voice_style=voice_style,
+        input_url=_url("vonage-input", ctx),
+        record_url=_url("vonage-recording", ctx),
+        transcription=bool(number and number.transcribe_voicemail),
+        transcription_url=_url("vonage-transcription", ctx),
+        hold_music_url=base_url() + static("audio/hold.wav"),
+        conversation_name=f"sb-{conversation.tenant_id}-{conversation.pk}",
+        fallback_number=ctx.fallback_number or None,
+        from_number=conversation.dialled_number or None,
+    )
+
+
+def number_for(dialled: str) -> PhoneNumber | None:
+    """The active number that was dialled, across all businesses (it is how a call finds its tenant)."""
+    try:
+        e164 = normalize_e164(dialled)
+    except Exception:
+        return None
+    with unscoped("route a dialled number to its business"):
+        return (
+            PhoneNumber.objects.select_related("tenant", "flow__published_version")
+            .filter(number=e164, active=True)
+            .first()
+        )
+
+
+def call_answer(*, payload: dict) -> list[dict]:
+    """Answer webhook: open the conversation and say the flow's first turn."""
+    started = time.perf_counter()
+    dialled, caller = str(payload.get("to") or ""), str(payload.get("from") or "")
+    number = number_for(dialled)
+    if number is None or number.flow.published_version_id is None:
+        logger.warning(
+            "call to a number with no live script",
+            extra={"dialled": dialled, "caller": caller, "reason": "unknown" if number is None else "unpublished"},
+        )
+        return unknown_number_ncco("en-US")
+    version = number.flow.published_version
+    with tenant_scope([number.tenant_id]):
+        conversation, created = conversation_open(
+            tenant_id=number.tenant_id,
+            channel="voice",
+            flow_version_id=version.pk,
+            caller_number=caller,
+            dialled_number=number.number,
+            vonage_uuid=str(payload.get("uuid") or "") or None,
+            vonage_conversation_uuid=str(payload.get("conversation_uuid") or ""),
+        )
+        compiled = compiled_version(version)
+        ctx = voice_context(conversation, number, compiled.definition.language, compiled.definition.voice_style)
+        if not created and conversation.turn_count:
+            # Vonage retried the answer webhook: say the opening again rather than starting a second conversation.
+            last = conversation.turns.order_by("seq").first()
+            from flows.engine import actions_from_json
+
+            return render_turn(actions_from_json(last.actions), ctx=ctx)
+        turn = run_turn(compiled, None, Event.start(timezone.now(), channel="voice"))
+        ncco = render_turn(turn.actions, ctx=ctx)
+        conversation_record_turn(
+            conversation=conversation,
+            event_kind="start",
+            state=turn.state,
+            actions=turn.actions,
+            latency_ms=(time.perf_counter() - started) * 1000,
+        )
+    return ncco
+
+
+def _event_from_input(payload: dict, now) -> Event:
+    speech = payload.get("speech") or {}
+    results = speech.get("results") or []
+    dtmf = (payload.get("dtmf") or {}).get("digits") or ""
+    if dtmf:
+        return Event.keys(str(dtmf)[:20], now)
+    best = None
+    for result in results:
+        try:
+            confidence = float(result.get("confidence"))
+        except (TypeError, ValueError):
+            confidence = None
+        text = str(result.get("text") or "").strip()
+        if text and (best is None or (confidence or 0) > (best[1] or 0)):
+            best = (text, confidence)
+    if best is not None:
+        return Event.utterance(best[0][:500], now, asr_confidence=best[1])
+    if speech.get("error"):
+        return Event(kind="asr_failure", now=now)
+    return Event.silence(now)
+
+
+def conversation_for(conversation_id: int) -> Conversation | None:
+    with unscoped("a signed webhook names its conversation; its tenant scopes the rest"):
+        return Conversation.objects.select_related("flow_version", "tenant").filter(pk=conversation_id).first()
+
+
+def call_input(*, conversation_id: int, payload: dict) -> list[dict]:
+    """Input webhook: one engine turn on what the caller said or pressed (or their silence)."""
+    started = time.perf_counter()
+    conversation = conversation_for(conversation_id)
+    if conversation is None or conversation.flow_version is None:
+        raise LookupError(f"no conversation {conversation_id}")
+    uuid = str(payload.get("uuid") or "")
+    if conversation.vonage_uuid and uuid and uuid != conversation.vonage_uuid:
+        raise PermissionError("input for another call leg")
+    with tenant_scope([conversation.tenant_id]):
+        number = PhoneNumber.objects.filter(number=conversation.dialled_number).first()
+        compiled = compiled_version(conversation.flow_version)
+        ctx = voice_context(conversation, number, compiled.definition.language, compiled.definition.voice_style)
+        state = ConversationState.from_json(conversation.state) if conversation.state else None
+        if state is None or state.finished:
+            return render_turn([], ctx=ctx)
+        event = _event_from_input(payload, timezone.now())
+        turn = run_turn(compiled, state, event)
+        ncco = render_turn(turn.actions, ctx=ctx)
+        conversation_record_turn(
+            conversation=conversation,
+            event_kind=event.kind,
+            text=event.text or "",
+            dtmf=event.dtmf or "",
+            asr_confidence=event.asr_confidence,
+            understanding=turn.understanding,
+            state=turn.state,
+            actions=turn.actions,
+            latency_ms=(time.perf_counter() - started) * 1000,
+        )
+    return ncco
+
+
+def call_event(*, payload: dict) -> None:
+    """Status events (started ... completed): applied once, in order, to the conversation."""
+    uuid = str(payload.get("uuid") or "")
+    with unscoped("find the conversation a Vonage event belongs to"):
+        conversation = Conversation.objects.filter(vonage_uuid=uuid).first() if uuid else None
+        if conversation is None and payload.get("to"):
+            number = number_for(str(payload.get("to")))
+            tenant_id = number.tenant_id if number else None
+        else:
+            tenant_id = conversation.tenant_id if conversation else None
+    if tenant_id is None:
+        logger.info("event for an unknown call", extra={"vonage_uuid": uuid, "status": payload.get("status")})
+        return
+    with tenant_scope([tenant_id]):
+        call_event_apply(conversation=conversation, tenant_id=tenant_id, payload=payload)
+
+
+def call_recording(*, conversation_id: int, payload: dict) -> list[dict]:
+    conversation = conversation_for(conversation_id)
+    if conversation is None:
+        raise LookupError(f"no conversation {conversation_id}")
+    with tenant_scope([conversation.tenant_id]):
+        voicemail_record(conversation=conversation, payload=payload)
+    return []
+
+
+def call_transcription(*, conversation_id: int, payload: dict) -> None:
+    conversation = conversation_for(conversation_id)
+    if conversation is None:
+        return
+    transcript = " ".join(
+        str(channel.get("transcript", [{}])[0].get("sentence", ""))
+        if isinstance(channel.get("transcript"), list)
+        else ""
+        for channel in payload.get("channels", []) or []
+    ).strip() or str(payload.get("transcript") or payload.get("text") or "")
+    with tenant_scope([conversation.tenant_id]):
+        voicemail_transcript(recording_uuid=str(payload.get("recording_uuid") or ""), transcript=transcript)
+
+
+def failure_ncco(
+    *, fallback_number: str = "", conversation_id: int | None = None, language: str = "en-US"
+) -> list[dict]:
+    """No dead air: an apology, then the business's own number, else a voicemail, else a goodbye."""
+    record_url = None
+    if conversation_id is not None:
+        record_url = _url("vonage-recording", CallContext(conversation_id))
+    ctx = VoiceContext(language=language, fallback_number=fallback_number or None, record_url=record_url)
+    return apology_ncco(ctx)

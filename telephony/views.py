@@ -1,0 +1,156 @@
+"""Vonage webhooks. Every request must carry Vonage's signed JWT (401 otherwise, nothing changes).
+
+No dead air: whatever fails while handling a call webhook (database down, engine error, the turn
+taking longer than the budget), the caller still gets a valid NCCO: an apology and the business's
+fallback (its own number, else voicemail, else a polite goodbye). These views never answer 500.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Callable
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.http import HttpRequest, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
+
+from contactcenter.logging import bound
+from telephony import services
+from telephony.signing import CacheReplayStore, SignatureError, verify_request
+
+logger = logging.getLogger("switchboard.telephony")
+_replay_store = CacheReplayStore()
+
+
+def _verify(request: HttpRequest) -> JsonResponse | None:
+    try:
+        verify_request(
+            authorization=request.headers.get("Authorization"),
+            body=request.body,
+            secret=settings.VONAGE_SIGNATURE_SECRET,
+            api_key=settings.VONAGE_API_KEY or None,
+            max_age_seconds=settings.VONAGE_SIGNATURE_MAX_AGE,
+            query=list(request.GET.items()) if not request.body else None,
+            replay_store=_replay_store,
+        )
+    except SignatureError as exc:
+        logger.warning("rejected an unsigned or forged webhook", extra={"path": request.path, "reason": exc.reason})
+        return JsonResponse(
+            {"error": {"code": "unauthorized", "message": f"Signature check failed: {exc.reason}."}}, status=401
+        )
+    return None
+
+
+def _payload(request: HttpRequest) -> dict:
+    if request.method == "GET":
+        return dict(request.GET.items())
+    try:
+        data = json.loads(request.body or b"{}")
+    except (ValueError, UnicodeDecodeError):
+        data = dict(request.POST.items())
+    return data if isinstance(data, dict) else {}
+
+
+async def _guarded(name: str, work: Callable[[], list | None], on_failure: Callable[[], list], **log) -> JsonResponse:
+    try:
+        ncco = await asyncio.wait_for(sync_to_async(work)(), timeout=settings.VONAGE_TURN_BUDGET_SECONDS)
+    except TimeoutError:
+        logger.error("webhook over its time budget; apologised", extra={"webhook": name, **log})
+        ncco = await sync_to_async(on_failure)()
+    except Exception:
+        logger.exception("webhook failed; apologised", extra={"webhook": name, **log})
+        ncco = await sync_to_async(on_failure)()
+    return JsonResponse(ncco if ncco is not None else [], safe=False)
+
+
+def _answer_failure(payload: dict) -> Callable[[], list]:
+    def failure() -> list:
+        fallback = ""
+        try:
+            number = services.number_for(str(payload.get("to") or ""))
+            fallback = number.fallback_number if number else ""
+        except Exception:  # the database may be what failed
+            logger.warning("could not look up the fallback number")
+        return services.failure_ncco(fallback_number=fallback)
+
+    return failure
+
+
+@csrf_exempt
+async def answer(request: HttpRequest):
+    if denied := await sync_to_async(_verify)(request):
+        return denied
+    payload = _payload(request)
+    with bound(vonage_uuid=payload.get("uuid")):
+        return await _guarded(
+            "answer",
+            lambda: services.call_answer(payload=payload),
+            _answer_failure(payload),
+            vonage_uuid=payload.get("uuid"),
+        )
+
+
+@csrf_exempt
+async def fallback(request: HttpRequest):
+    """Vonage calls this when our answer or event URL failed: apologise and hand the caller on."""
+    if denied := await sync_to_async(_verify)(request):
+        return denied
+    payload = _payload(request)
+    return await _guarded("fallback", _answer_failure(payload), lambda: services.failure_ncco())
+
+
+@csrf_exempt
+async def call_input(request: HttpRequest, conversation_id: int):
+    if denied := await sync_to_async(_verify)(request):
+        return denied
+    payload = _payload(request)
+    fallback_number = request.GET.get("fb", "")
+    with bound(conversation_id=conversation_id):
+        return await _guarded(
+            "input",
+            lambda: services.call_input(conversation_id=conversation_id, payload=payload),
+            lambda: services.failure_ncco(fallback_number=fallback_number, conversation_id=conversation_id),
+            conversation_id=conversation_id,
+        )
+
+
+@csrf_exempt
+async def recording(request: HttpRequest, conversation_id: int):
+    if denied := await sync_to_async(_verify)(request):
+        return denied
+    payload = _payload(request)
+    return await _guarded(
+        "recording",
+        lambda: services.call_recording(conversation_id=conversation_id, payload=payload),
+        lambda: [],
+        conversation_id=conversation_id,
+    )
+
+
+@csrf_exempt
+async def transcription(request: HttpRequest, conversation_id: int):
+    if denied := await sync_to_async(_verify)(request):
+        return denied
+    payload = _payload(request)
+    return await _guarded(
+        "transcription",
+        lambda: services.call_transcription(conversation_id=conversation_id, payload=payload),
+        lambda: [],
+        conversation_id=conversation_id,
+    )
+
+
+@csrf_exempt
+async def event(request: HttpRequest):
+    """Call status events. Always 200 once signed: Vonage must not retry an event we chose to ignore."""
+    if denied := await sync_to_async(_verify)(request):
+        return denied
+    payload = _payload(request)
+    try:
+        await sync_to_async(services.call_event)(payload=payload)
+    except Exception:
+        logger.exception("could not apply a call event", extra={"vonage_uuid": payload.get("uuid")})
+    return JsonResponse({"ok": True})
