@@ -11,7 +11,7 @@ DEMO_PASSWORD = "demo12345"
 
 def demo_logins() -> list[tuple[str, str]]:
     return [
-        ("owner@demo.test", "owner of Bright Smile Dental (admin: /admin/)"),
+        ("owner@demo.test", "owner of Bright Smile Dental (admin: /admin/); its line: +15555550100"),
         ("agent@demo.test", "agent at Bright Smile Dental"),
         ("owner2@demo.test", "owner of Northside Plumbing"),
         ("agency@demo.test", "agent at Nightline Answering (covers both after hours)"),
@@ -60,6 +60,8 @@ def load_demo() -> bool:
     for tenant, grantor in ((dental, owner), (plumbing, owner2)):
         Coverage.objects.create(agency=agency, tenant=tenant, mode=CoverageMode.AFTER_HOURS, granted_by=grantor)
     from flows.demo import load_flows_demo
+    from telephony.demo import load_numbers_demo
 
     load_flows_demo(dental=dental, plumbing=plumbing)
+    load_numbers_demo(dental=dental, plumbing=plumbing)
     return True

@@ -88,8 +88,9 @@ class FaqInline(ChildInline):
     fields = ("key", "questions", "answer", "voice_answer")
 
 
-class StepInline(ChildInline, admin.TabularInline):
+class StepInline(ChildInline):
     model = Step
+    template = "admin/edit_inline/tabular.html"
     fields = ("edit_link", "kind", "summary", "position")
     readonly_fields = ("edit_link", "kind", "summary")
     ordering = ("position", "id")

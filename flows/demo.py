@@ -4,6 +4,8 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
+from django.utils import timezone
+
 from flows import services
 from flows.definition import from_yaml
 from flows.models import Holiday
@@ -19,7 +21,7 @@ def load_example(tenant: Tenant, filename: str, *, publish: bool = True):
         defn = from_yaml(text)
         services.tenant_settings_import(tenant=tenant, defn=defn)
         # Keep the demo's calendar current: the coming Christmas and New Year are holidays too.
-        today = dt.date.today()
+        today = timezone.localdate()
         for year in (today.year, today.year + 1):
             for month, day, name in ((12, 25, "Christmas Day"), (1, 1, "New Year's Day")):
                 Holiday.objects.get_or_create(tenant_id=tenant.id, date=dt.date(year, month, day), defaults={"name": name})

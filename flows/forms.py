@@ -197,9 +197,7 @@ def step_form_for(kind: str) -> type[StepFormBase]:
             if name in ("id", "kind"):
                 continue
             field = _field_for(name, info)
-            if not info.is_required() and info.default not in (None, [], {}) and not isinstance(field, forms.BooleanField):
-                field.initial = info.default
-            elif isinstance(field, forms.BooleanField):
+            if not info.is_required() and info.default not in (None, [], {}) and not isinstance(field, forms.BooleanField) or isinstance(field, forms.BooleanField):
                 field.initial = info.default
             attrs[f"setting_{name}"] = field
             names.append(name)

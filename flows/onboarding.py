@@ -35,10 +35,7 @@ def script_step(tenant) -> dict:
     with tenant_scope([tenant.id]):
         flows = list(Flow.objects.all())
     published = any(f.published_version_id for f in flows)
-    if flows:
-        url = reverse("admin:flows_flow_change", args=[flows[0].pk])
-    else:
-        url = reverse("admin:flows_flow_changelist")
+    url = reverse("admin:flows_flow_change", args=[flows[0].pk]) if flows else reverse("admin:flows_flow_changelist")
     return {
         "key": "script",
         "title": "Review and publish your script",

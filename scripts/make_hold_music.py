@@ -1,5 +1,8 @@
-"""Generates static/audio/hold.wav: a soft 16-second arpeggio loop (8 kHz mono), so the repo ships
-its own hold music with no licensing questions. Run: python scripts/make_hold_music.py"""
+"""Generates the hold music: a soft 16-second arpeggio loop (8 kHz mono), so the repo ships its own
+with no licensing questions. Vonage streams mp3 for musicOnHoldUrl, so encode the WAV this writes:
+
+    python scripts/make_hold_music.py && lame -b 32 -m m /tmp/hold.wav static/audio/hold.mp3
+"""
 import math
 import struct
 import wave
@@ -7,7 +10,7 @@ from pathlib import Path
 
 RATE = 8000
 NOTES = [261.63, 329.63, 392.0, 523.25, 392.0, 329.63, 293.66, 349.23, 440.0, 587.33, 440.0, 349.23]
-out = Path(__file__).resolve().parent.parent / "static" / "audio" / "hold.wav"
+out = Path("/tmp/hold.wav")
 frames = bytearray()
 note_len = int(RATE * 16 / (len(NOTES) * 1))  // 1
 for freq in NOTES:

@@ -59,7 +59,7 @@ def voice_context(
         record_url=_url("vonage-recording", ctx),
         transcription=bool(number and number.transcribe_voicemail),
         transcription_url=_url("vonage-transcription", ctx),
-        hold_music_url=base_url() + static("audio/hold.wav"),
+        hold_music_url=base_url() + static("audio/hold.mp3"),
         conversation_name=f"sb-{conversation.tenant_id}-{conversation.pk}",
         fallback_number=ctx.fallback_number or None,
         from_number=conversation.dialled_number or None,

@@ -27,7 +27,6 @@ from django.views.decorators.http import require_POST
 from tenants.adapters import INVITATION_SESSION_KEY
 from tenants.agency_access import agency_view
 from tenants.decorators import tenant_view
-from tenants.hooks import onboarding_steps
 from tenants.forms import (
     AgencyCreateForm,
     AgencyInvitationForm,
@@ -38,6 +37,7 @@ from tenants.forms import (
     apply_service_errors,
     error_text,
 )
+from tenants.hooks import onboarding_steps
 from tenants.models import (
     Agency,
     AgencyMembership,
@@ -142,14 +142,6 @@ def tenant_home(request, tenant_slug: str):
                 "action": "Invite teammates",
             },
             *onboarding_steps(tenant),
-            {
-                "key": "phone",
-                "title": "Connect a phone number",
-                "done": False,
-                "coming_soon": True,
-                "text": "Coming with voice calling. Nothing to do yet: we will email you when you can forward "
-                "your number.",
-            },
             {
                 "key": "coverage",
                 "title": "Let an answering service cover you (optional)",

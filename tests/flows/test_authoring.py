@@ -206,6 +206,10 @@ def test_demo_dental_flow_is_published_and_escalates_emergencies(settings, db):
         transfer = [a for a in turn.actions if a.type == "transfer"]
         assert transfer and transfer[0].queue == "urgent" and transfer[0].summary.reason_code == "urgent_keyword"
     assert load_demo() is False  # loads once
+    from telephony.models import PhoneNumber
+
+    with tenant_scope([dental.id]):
+        assert PhoneNumber.objects.get(number="+15555550100").flow.published_version is not None
     plumbing = Tenant.objects.get(slug="northside-plumbing")
     with tenant_scope([plumbing.id]):
         assert Flow.objects.get().published_version is not None

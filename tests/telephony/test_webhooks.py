@@ -103,7 +103,7 @@ def test_silence_reprompts_and_dtmf_zero_escalates_to_a_held_conversation(client
     )
     conversation_action = next(a for a in held if a["action"] == "conversation")
     assert conversation_action["name"].startswith("sb-") and conversation_action["musicOnHoldUrl"][0].endswith(
-        "hold.wav"
+        "hold.mp3"
     )
     with unscoped("test assertions"):
         conversation = Conversation.objects.get(vonage_uuid="leg-1")

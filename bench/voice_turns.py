@@ -1,0 +1,644 @@
+"""Voice turns under load: N concurrent simulated calls of K turns against 2 ASGI server processes on Postgres.
+
+    .venv/bin/python bench/voice_turns.py                       # defaults: --calls 50 --turns 5 --duration 20
+    .venv/bin/python bench/voice_turns.py --calls 20 --duration 10 --json out.json
+
+What it does (loopback only, bounded, cleans up after itself in a `finally`):
+
+1. creates a fresh Postgres database (`switchboard_bench`, dropped at the end), runs migrate and
+   collectstatic (into a temporary STATIC_ROOT: production serves static files from a manifest), and
+   loads one business with the published Bright Smile Dental script (flows/examples/dental.yaml) on
+   +15555550100;
+2. starts 2 daphne processes with production settings (contactcenter.settings.prod with local values for
+   its required variables, SECURE_SSL_REDIRECT=False, Redis db 2 under a bench-only key prefix);
+3. warms both processes up (the first turn of a process compiles the script and its NLU model);
+4. "paced": N concurrent calls, each caller thinking ~--think seconds (uniform 0.5x-1.5x) before each
+   turn: N calls in progress at any moment, as on a busy line (a real caller listens to the AI's talk and
+   speaks for several seconds, so a real call is slower than this);
+5. "saturated": the same N calls with no think time (closed loop): the throughput ceiling of the app;
+6. "bare": the same N closed-loop clients against GET /healthz (a plain Django JSON view through the same
+   middleware; it runs SELECT 1 and a Redis PING) and against an unsigned POST to /telephony/vonage/event
+   (answered 401 by the signature check: no database, no Redis): the ceilings of "a Django JSON view on
+   this server";
+7. reads the server-side latency each turn recorded (conversations.Turn.latency_ms, measured inside the
+   services from the start of the turn until the turn is written) back from the database;
+8. runs one more call in this process through the same webhook views (telephony.simulator's
+   InProcessTransport) under CaptureQueriesContext to count SQL queries per turn, and profiles one warm
+   turn with cProfile.
+
+The client is `telephony.simulator.CallSimulator` (signed requests exactly as Vonage sends them) over
+`http.client` keep-alive connections, round-robin over the 2 servers per request (no proxy). Client
+threads share the 2 cores with the servers and Postgres: figures are for this whole box.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import itertools
+import json
+import os
+import platform
+import pstats
+import random
+import secrets
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+NUMBER = "+15555550100"
+CALLER = "+15555550123"
+DB_NAME = "switchboard_bench"
+UTTERANCES = [
+    "Hi, what time do you close today?",
+    "Do you have parking there?",
+    "How much do you charge for a cleaning?",
+    "Do you take Delta Dental?",
+    "What's your address?",
+    "How much is teeth whitening?",
+    "Are you open on Saturdays?",
+    "How much is a check-up?",
+    "Which insurance plans do you accept?",
+    "Where do I park?",
+]
+APOLOGY = "something went wrong"
+
+
+# ---------------------------------------------------------------- measurements
+
+
+@dataclass
+class Sample:
+    kind: str  # answer | say | event | healthz | unsigned
+    ms: float
+    ok: bool = True
+    apology: bool = False
+
+
+@dataclass
+class Phase:
+    name: str
+    duration: float = 0.0
+    samples: list[Sample] = field(default_factory=list)
+    errors: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    calls: int = 0
+    short_calls: int = 0  # calls that stopped listening before K turns
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def add(self, sample: Sample) -> None:
+        with self.lock:
+            self.samples.append(sample)
+
+    def error(self, what: str) -> None:
+        with self.lock:
+            self.errors[what] += 1
+
+    def turns(self) -> list[float]:
+        return [s.ms for s in self.samples if s.kind in ("answer", "say") and s.ok]
+
+    def summary(self) -> dict:
+        turns = self.turns()
+        requests = [s for s in self.samples if s.ok]
+        out = {
+            "duration_s": round(self.duration, 1),
+            "calls": self.calls,
+            "turns": len(turns),
+            "turns_per_s": round(len(turns) / self.duration, 1) if self.duration else 0,
+            "requests_per_s": round(len(requests) / self.duration, 1) if self.duration else 0,
+            "apologies": sum(1 for s in self.samples if s.apology),
+            "errors": dict(self.errors),
+            "short_calls": self.short_calls,
+        }
+        if turns:
+            out.update(turn_ms=percentiles(turns))
+        events = [s.ms for s in self.samples if s.kind == "event" and s.ok]
+        if events:
+            out.update(event_ms=percentiles(events))
+        return out
+
+
+def percentiles(values: list[float]) -> dict:
+    ordered = sorted(values)
+
+    def pick(q: float) -> float:
+        return round(ordered[min(len(ordered) - 1, max(0, int(round(q * len(ordered) + 0.5)) - 1))], 1)
+
+    return {"n": len(ordered), "p50": pick(0.50), "p90": pick(0.90), "p99": pick(0.99), "max": round(ordered[-1], 1)}
+
+
+# ---------------------------------------------------------------- environment
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def bench_env(args, tmp: Path, ports: list[int]) -> dict[str, str]:
+    prefix = f"switchboard-bench-{os.getpid()}"
+    return {
+        "DJANGO_SETTINGS_MODULE": "bench_settings",
+        "PYTHONPATH": os.pathsep.join([str(tmp), str(ROOT)]),
+        "SECRET_KEY": secrets.token_urlsafe(40),
+        "ALLOWED_HOSTS": "127.0.0.1,localhost",
+        "SITE_URL": f"http://127.0.0.1:{ports[0]}",
+        "DATABASE_URL": f"{args.postgres.rstrip('/')}/{DB_NAME}",
+        "REDIS_URL": args.redis,
+        "CACHE_PREFIX": prefix,
+        "CHANNELS_PREFIX": prefix,
+        "EMAIL_HOST": "localhost",
+        "DEFAULT_FROM_EMAIL": "bench@localhost",
+        "VONAGE_SIGNATURE_SECRET": secrets.token_hex(32),
+        "VONAGE_APPLICATION_ID": "bench-application",
+        "VONAGE_PRIVATE_KEY": "bench-not-a-key",
+        "VONAGE_CLIENT": "fake",
+        "STRIPE_SECRET_KEY": "sk_test_bench",
+        "STRIPE_WEBHOOK_SECRET": "whsec_bench",
+        "SECURE_SSL_REDIRECT": "False",
+        "PYTHONUNBUFFERED": "1",
+    }
+
+
+def write_settings(tmp: Path) -> None:
+    (tmp / "bench_settings.py").write_text(
+        "# Production settings; only STATIC_ROOT moves to the benchmark's temporary directory.\n"
+        "from contactcenter.settings.prod import *  # noqa: F403\n"
+        f"STATIC_ROOT = {str(tmp / 'static')!r}\n"
+    )
+
+
+def admin_connect(args):
+    import psycopg
+
+    return psycopg.connect(f"{args.postgres.rstrip('/')}/postgres", autocommit=True, connect_timeout=5)
+
+
+def create_database(args) -> None:
+    with admin_connect(args) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{DB_NAME}"')
+
+
+def drop_database(args) -> None:
+    with admin_connect(args) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)')
+
+
+def setup_django(env: dict[str, str], tmp: Path) -> None:
+    os.environ.update(env)
+    sys.path.insert(0, str(tmp))
+    import django
+
+    django.setup()
+
+
+def prepare_data() -> None:
+    from django.core.management import call_command
+
+    from flows.demo import load_example
+    from telephony.models import PhoneNumber
+    from tenants.models import Tenant
+    from tenants.scoping import tenant_scope
+
+    call_command("migrate", verbosity=0, interactive=False)
+    call_command("collectstatic", verbosity=0, interactive=False)
+    tenant = Tenant.objects.create(
+        name="Bench Dental", slug="bench-dental", timezone="America/New_York", status="active"
+    )
+    flow = load_example(tenant, "dental.yaml")
+    with tenant_scope([tenant.id]):
+        PhoneNumber.objects.create(tenant=tenant, number=NUMBER, flow=flow, label="Bench line")
+    from django.db import connections
+
+    connections.close_all()
+
+
+def start_servers(env: dict[str, str], ports: list[int], tmp: Path) -> list[subprocess.Popen]:
+    procs = []
+    for port in ports:
+        log = open(tmp / f"daphne-{port}.log", "wb")  # noqa: SIM115 - closed with the process
+        cmd = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "contactcenter.asgi:application"]
+        procs.append(subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT))
+    return procs
+
+
+def wait_healthy(ports: list[int], procs: list[subprocess.Popen], timeout: float = 60) -> None:
+    import http.client
+
+    deadline = time.monotonic() + timeout
+    for port, proc in zip(ports, procs, strict=True):
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"daphne on port {port} exited with {proc.returncode}")
+            try:
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+                conn.request("GET", "/healthz")
+                if conn.getresponse().status == 200:
+                    conn.close()
+                    break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"daphne on port {port} did not become healthy in {timeout:.0f} s")
+            time.sleep(0.25)
+
+
+def stop_servers(procs: list[subprocess.Popen]) -> None:
+    for proc in procs:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    for proc in procs:
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)
+
+
+def clear_redis(args, prefix: str) -> None:
+    try:
+        import redis
+
+        client = redis.Redis.from_url(args.redis, socket_connect_timeout=2)
+        keys = list(client.scan_iter(f"{prefix}*", count=1000))
+        for i in range(0, len(keys), 500):
+            client.delete(*keys[i : i + 500])
+        client.close()
+    except Exception as exc:  # cleanup is best effort; say so
+        print(f"(could not clear the bench's Redis keys: {exc})", file=sys.stderr)
+
+
+# ---------------------------------------------------------------- load
+
+
+class RoundRobin:
+    """One per simulated call: a keep-alive connection per server; each request goes to the next server."""
+
+    counter = itertools.count()
+
+    def __init__(self, ports: list[int]):
+        from telephony.simulator import HttpTransport
+
+        self.origins = [f"http://127.0.0.1:{p}" for p in ports]
+        self.http = HttpTransport(timeout=15)
+
+    def send(self, method: str, url: str, *, headers: dict[str, str], body: bytes = b""):
+        parts = urlsplit(url)
+        origin = self.origins[next(self.counter) % len(self.origins)]
+        target = parts.path + (f"?{parts.query}" if parts.query else "")
+        return self.http.send(method, origin + target, headers=headers, body=body)
+
+    def close(self) -> None:
+        self.http.close()
+
+
+def one_call(phase: Phase, ports, secret, turns: int, think: float, deadline: float, rng: random.Random, tag: str):
+    from telephony.simulator import CallSimulator, SimulatorError
+
+    transport = RoundRobin(ports)
+    call = CallSimulator(f"http://127.0.0.1:{ports[0]}", secret, transport)
+    try:
+        if think:
+            time.sleep(rng.uniform(0, think))  # stagger call starts
+        if time.monotonic() >= deadline:
+            return
+        turn = call.answer(NUMBER, CALLER, uuid=tag)
+        phase.add(Sample("answer", turn.latency_ms, apology=APOLOGY in turn.ai))
+        with phase.lock:
+            phase.calls += 1
+        said = 0
+        for text in rng.sample(UTTERANCES, k=min(turns, len(UTTERANCES))):
+            if not call.listening:
+                break
+            if think:
+                time.sleep(rng.uniform(0.5 * think, 1.5 * think))
+            if time.monotonic() >= deadline:
+                break
+            turn = call.say(text)
+            said += 1
+            phase.add(Sample("say", turn.latency_ms, apology=APOLOGY in turn.ai))
+        if said < turns and time.monotonic() < deadline:
+            with phase.lock:
+                phase.short_calls += 1
+        if call.in_progress:
+            started = time.perf_counter()
+            call.hang_up()
+            phase.add(Sample("event", (time.perf_counter() - started) * 1000))
+    except SimulatorError as exc:
+        phase.error(type(exc).__name__ + ": " + str(exc)[:120])
+    finally:
+        transport.close()
+
+
+def run_calls(name: str, args, ports, secret, *, think: float, duration: float) -> Phase:
+    phase = Phase(name)
+    deadline = time.monotonic() + duration
+    counter = itertools.count()
+
+    def worker(n: int) -> None:
+        rng = random.Random(f"{name}-{n}")
+        while time.monotonic() < deadline:
+            one_call(phase, ports, secret, args.turns, think, deadline, rng, f"bench-{name}-{n}-{next(counter)}")
+
+    started = time.monotonic()
+    threads = [threading.Thread(target=worker, args=(n,), daemon=True) for n in range(args.calls)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=duration + 60)
+    phase.duration = min(time.monotonic(), deadline) - started
+    return phase
+
+
+def run_bare(name: str, args, ports, *, path: str, method: str, duration: float) -> Phase:
+    phase = Phase(name)
+    deadline = time.monotonic() + duration
+
+    def worker() -> None:
+        transport = RoundRobin(ports)
+        body = b'{"uuid":"x","status":"completed"}' if method == "POST" else b""
+        headers = {"Content-Type": "application/json"} if body else {}
+        try:
+            while time.monotonic() < deadline:
+                started = time.perf_counter()
+                try:
+                    response = transport.send(method, path, headers=headers, body=body)
+                except Exception as exc:
+                    phase.error(type(exc).__name__)
+                    continue
+                ok = response.status in (200, 401)
+                phase.add(Sample(name, (time.perf_counter() - started) * 1000, ok=ok))
+                if not ok:
+                    phase.error(f"HTTP {response.status}")
+        finally:
+            transport.close()
+
+    started = time.monotonic()
+    threads = [threading.Thread(target=worker, daemon=True) for _ in range(args.calls)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=duration + 30)
+    phase.duration = min(time.monotonic(), deadline) - started
+    return phase
+
+
+def bare_summary(phase: Phase) -> dict:
+    values = [s.ms for s in phase.samples if s.ok]
+    return {
+        "duration_s": round(phase.duration, 1),
+        "requests_per_s": round(len(values) / phase.duration, 1) if phase.duration else 0,
+        "ms": percentiles(values) if values else None,
+        "errors": dict(phase.errors),
+    }
+
+
+# ---------------------------------------------------------------- server-side latency, queries, profile
+
+
+def server_latencies(prefix: str) -> dict | None:
+    from conversations.models import Turn
+    from tenants.scoping import unscoped
+
+    with unscoped("benchmark read-back"):
+        values = list(
+            Turn.objects.filter(conversation__vonage_uuid__startswith=prefix, latency_ms__isnull=False).values_list(
+                "latency_ms", flat=True
+            )
+        )
+    return percentiles(values) if values else None
+
+
+def count_queries(secret: str, turns: int) -> dict:
+    """Two calls in this process through the webhook views: the first compiles the script (cold), the second
+    is what a warm server process does. Queries per request, split by kind."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from telephony.simulator import CallSimulator, InProcessTransport
+
+    class Counting(InProcessTransport):
+        def __init__(self):
+            super().__init__()
+            self.counts: list[tuple[str, int, list[str]]] = []
+
+        def send(self, method, url, *, headers, body=b""):
+            with CaptureQueriesContext(connection) as ctx:
+                response = super().send(method, url, headers=headers, body=body)
+            path = urlsplit(url).path
+            kind = "answer" if path.endswith("/answer") else "event" if path.endswith("/event") else "input"
+            self.counts.append((kind, len(ctx.captured_queries), [q["sql"] for q in ctx.captured_queries]))
+            return response
+
+    out = {}
+    for label in ("cold", "warm"):
+        transport = Counting()
+        call = CallSimulator("http://127.0.0.1", secret, transport)
+        call.answer(NUMBER, CALLER, uuid=f"bench-queries-{label}")
+        for text in UTTERANCES[:turns]:
+            if call.listening:
+                call.say(text)
+        call.hang_up()
+        engine = [n for kind, n, _ in transport.counts if kind != "event"]
+        out[label] = {
+            "per_request": [(kind, n) for kind, n, _ in transport.counts],
+            "per_turn_mean": round(statistics.mean(engine), 1) if engine else None,
+            "per_turn_max": max(engine) if engine else None,
+        }
+        if label == "warm":
+            out["warm_input_sql"] = next((sql for kind, _, sql in transport.counts if kind == "input"), [])
+    return out
+
+
+def profile_turn(secret: str) -> tuple[str, float]:
+    from telephony.simulator import CallSimulator, InProcessTransport
+
+    call = CallSimulator("http://127.0.0.1", secret, InProcessTransport())
+    call.answer(NUMBER, CALLER, uuid="bench-profile")
+    call.say(UTTERANCES[0])  # warm
+    profiler = cProfile.Profile()
+    started = time.perf_counter()
+    profiler.enable()
+    for text in UTTERANCES[1:6]:
+        call.say(text)
+    profiler.disable()
+    per_turn = (time.perf_counter() - started) * 1000 / 5
+    call.hang_up()
+    buffer = io.StringIO()
+    stats = pstats.Stats(profiler, stream=buffer).sort_stats("cumulative")
+    stats.print_stats(r"switchboard|/work/|flows|conversations|telephony|sklearn|psycopg|django/db", 25)
+    return buffer.getvalue(), per_turn
+
+
+# ---------------------------------------------------------------- report
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = ""
+    try:
+        kb = int(next(x for x in Path("/proc/meminfo").read_text().splitlines() if x.startswith("MemTotal")).split()[1])
+        mem = f", {kb / 1024 / 1024:.1f} GiB RAM"
+    except (OSError, StopIteration, ValueError):
+        pass
+    return f"{os.cpu_count()} cores ({cpu}){mem}, Python {platform.python_version()}, {platform.system()}"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--calls", type=int, default=50, help="concurrent simulated calls (default 50)")
+    parser.add_argument("--turns", type=int, default=5, help="caller turns per call after the answer (default 5)")
+    parser.add_argument("--duration", type=float, default=20, help="seconds per load phase (default 20)")
+    parser.add_argument("--think", type=float, default=2.0, help="mean think time between turns, paced phase (s)")
+    parser.add_argument("--servers", type=int, default=2, help="daphne processes (default 2)")
+    parser.add_argument("--postgres", default="postgres://postgres@127.0.0.1:5432", help="server URL, no database")
+    parser.add_argument("--redis", default="redis://127.0.0.1:6379/2")
+    parser.add_argument("--json", dest="json_out", help="also write the figures to this JSON file")
+    parser.add_argument("--skip-profile", action="store_true")
+    args = parser.parse_args()
+    if not 1 <= args.turns <= len(UTTERANCES):
+        parser.error(f"--turns must be between 1 and {len(UTTERANCES)}")
+    if not 0 < args.duration <= 120:
+        parser.error("--duration must be between 0 and 120 seconds")
+
+    tmp = Path(tempfile.mkdtemp(prefix="switchboard-bench-"))
+    ports = [free_port() for _ in range(args.servers)]
+    env = bench_env(args, tmp, ports)
+    secret = env["VONAGE_SIGNATURE_SECRET"]
+    procs: list[subprocess.Popen] = []
+    results: dict = {
+        "machine": machine(),
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "args": vars(args),
+    }
+    t0 = time.monotonic()
+    db_created = False
+    try:
+        write_settings(tmp)
+        print(f"Machine: {results['machine']}")
+        print(f"Setting up database {DB_NAME}, migrations, static files and the dental script ...", flush=True)
+        create_database(args)
+        db_created = True
+        setup_django(env, tmp)
+        prepare_data()
+        print(f"  done in {time.monotonic() - t0:.0f} s. Starting {args.servers} daphne processes ...", flush=True)
+        procs = start_servers(env, ports, tmp)
+        wait_healthy(ports, procs)
+
+        warm = run_calls("warmup", argparse.Namespace(calls=2 * args.servers, turns=args.turns), ports, secret,
+                         think=0, duration=3)  # fmt: skip
+        results["warmup"] = warm.summary()
+
+        print(
+            f"Paced: {args.calls} concurrent calls, think time ~{args.think:g} s, {args.duration:g} s ...", flush=True
+        )
+        paced = run_calls("paced", args, ports, secret, think=args.think, duration=args.duration)
+        results["paced"] = paced.summary()
+        print(f"Saturated: {args.calls} concurrent calls, no think time, {args.duration:g} s ...", flush=True)
+        saturated = run_calls("saturated", args, ports, secret, think=0, duration=args.duration)
+        results["saturated"] = saturated.summary()
+        print(f"Bare views: {args.calls} clients, GET /healthz and unsigned POST, {args.duration / 2:g} s each ...")
+        healthz = run_bare("healthz", args, ports, path="/healthz", method="GET", duration=args.duration / 2)
+        unsigned = run_bare(
+            "unsigned", args, ports, path="/telephony/vonage/event", method="POST", duration=args.duration / 2
+        )
+        results["bare_healthz"] = bare_summary(healthz)
+        results["bare_unsigned_401"] = bare_summary(unsigned)
+
+        stop_servers(procs)
+        procs = []
+        results["server_turn_latency_ms"] = {
+            "paced": server_latencies("bench-paced-"),
+            "saturated": server_latencies("bench-saturated-"),
+        }
+        results["queries"] = count_queries(secret, args.turns)
+        if not args.skip_profile:
+            profile, per_turn = profile_turn(secret)
+            results["in_process_turn_ms"] = round(per_turn, 1)
+            results["profile"] = profile
+        report(results, args)
+        if args.json_out:
+            Path(args.json_out).write_text(json.dumps(results, indent=2, default=str))
+        return 0
+    except Exception:
+        for log in sorted(tmp.glob("daphne-*.log")):
+            print(f"--- tail of {log.name}:\n" + log.read_text(errors="replace")[-3000:], file=sys.stderr)
+        raise
+    finally:
+        stop_servers(procs)
+        try:
+            from django.db import connections
+
+            connections.close_all()
+        except Exception:
+            pass
+        if db_created:
+            drop_database(args)
+        clear_redis(args, env["CACHE_PREFIX"])
+        shutil.rmtree(tmp, ignore_errors=True)
+        print(f"Cleaned up (database dropped, servers stopped). Total {time.monotonic() - t0:.0f} s.", file=sys.stderr)
+
+
+def report(r: dict, args) -> None:
+    def turn_line(name: str) -> str:
+        s = r[name]
+        t = s.get("turn_ms") or {}
+        server = (r["server_turn_latency_ms"] or {}).get(name) or {}
+        return (
+            f"{name:<10} {s['calls']:>6} {s['turns']:>7} {s['turns_per_s']:>8} {t.get('p50', '-'):>8} {t.get('p99', '-'):>8}"
+            f" {server.get('p50', '-'):>10} {server.get('p99', '-'):>10} {s['apologies']:>6} {sum(s['errors'].values()):>6}"
+        )
+
+    print()
+    print(f"{'phase':<10} {'calls':>6} {'turns':>7} {'turns/s':>8} {'rtt p50':>8} {'rtt p99':>8} {'server p50':>10}"
+          f" {'server p99':>10} {'sorry':>6} {'errors':>6}")  # fmt: skip
+    for name in ("paced", "saturated"):
+        print(turn_line(name))
+    for name in ("paced", "saturated"):
+        if r[name]["errors"]:
+            print(f"  {name} errors: {r[name]['errors']}")
+    h, u = r["bare_healthz"], r["bare_unsigned_401"]
+    print(
+        f"bare GET /healthz:            {h['requests_per_s']:>8} req/s  p50 {h['ms']['p50']} ms  p99 {h['ms']['p99']} ms"
+    )
+    print(
+        f"bare unsigned POST (401):     {u['requests_per_s']:>8} req/s  p50 {u['ms']['p50']} ms  p99 {u['ms']['p99']} ms"
+    )
+    sat = r["saturated"]
+    print(
+        f"saturated voice: {sat['turns_per_s']} turns/s ({sat['requests_per_s']} webhook requests/s incl. status events)"
+        f" = {100 * sat['turns_per_s'] / h['requests_per_s']:.0f}% of /healthz,"
+        f" {100 * sat['turns_per_s'] / u['requests_per_s']:.0f}% of the 401 view"
+    )
+    q = r["queries"]
+    print(f"SQL queries per turn (in-process, warm): mean {q['warm']['per_turn_mean']}, max {q['warm']['per_turn_max']};"
+          f" per request {q['warm']['per_request']}; cold first call {q['cold']['per_request']}")  # fmt: skip
+    if "profile" in r:
+        print(f"In-process warm turn: {r['in_process_turn_ms']} ms (under cProfile). Top of the profile:")
+        print("\n".join(r["profile"].splitlines()[:45]))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
