@@ -1,18 +1,19 @@
 """Generates the hold music: a soft 16-second arpeggio loop (8 kHz mono), so the repo ships its own
 with no licensing questions. Vonage streams mp3 for musicOnHoldUrl, so encode the WAV this writes:
 
-    python scripts/make_hold_music.py && lame -b 32 -m m /tmp/hold.wav static/audio/hold.mp3
+    python scripts/make_hold_music.py hold.wav && lame -b 32 -m m hold.wav static/audio/hold.mp3
 """
 import math
 import struct
+import sys
 import wave
 from pathlib import Path
 
 RATE = 8000
 NOTES = [261.63, 329.63, 392.0, 523.25, 392.0, 329.63, 293.66, 349.23, 440.0, 587.33, 440.0, 349.23]
-out = Path("/tmp/hold.wav")
+out = Path(sys.argv[1] if len(sys.argv) > 1 else "hold.wav")
 frames = bytearray()
-note_len = int(RATE * 16 / (len(NOTES) * 1))  // 1
+note_len = RATE * 16 // len(NOTES)
 for freq in NOTES:
     for i in range(note_len):
         t = i / RATE
