@@ -36,11 +36,11 @@ test: install-dev
 
 lint: install-dev
 	$(BIN)/ruff check .
-	$(BIN)/ruff format --check contactcenter tenants flows tests bench
+	$(BIN)/ruff format --check .
 
 format: install-dev
 	$(BIN)/ruff check --fix .
-	$(BIN)/ruff format contactcenter tenants flows tests bench
+	$(BIN)/ruff format .
 
 bench-nlu: install
 	$(BIN)/python manage.py nlu_eval ../shared/data/clinc150/clinc150_dev.json --mode full

@@ -1,5 +1,6 @@
 #!/usr/bin/env python
 """Django's command-line utility. Defaults to dev settings; `make test` uses contactcenter.settings.test."""
+
 import os
 import sys
 

@@ -1,4 +1,5 @@
 """API plumbing shared by every app: the error format and the tenant-scoped base viewset."""
+
 from __future__ import annotations
 
 from typing import Any

@@ -1,4 +1,5 @@
 """The Celery app. Configured from Django settings (CELERY_*), tasks found in each app's tasks.py."""
+
 import os
 
 from celery import Celery

@@ -1,4 +1,5 @@
 """Demo data for `make run` (dev settings only): two businesses and an agency that covers both."""
+
 from __future__ import annotations
 
 from django.conf import settings
@@ -43,12 +44,18 @@ def load_demo() -> bool:
     _user("admin@demo.test", "Platform Admin", is_staff=True, is_superuser=True)
 
     dental = Tenant.objects.create(
-        name="Bright Smile Dental", slug="bright-smile-dental", timezone="America/New_York", status="active",
+        name="Bright Smile Dental",
+        slug="bright-smile-dental",
+        timezone="America/New_York",
+        status="active",
         greeting="Bright Smile Dental, this is {agent}. How can I help?",
         agent_notes="Dental emergencies (swelling, knocked-out tooth, severe pain) go to Dr. Patel's cell: +1 555 010 0199.",
     )
     plumbing = Tenant.objects.create(
-        name="Northside Plumbing", slug="northside-plumbing", timezone="America/Chicago", status="trial",
+        name="Northside Plumbing",
+        slug="northside-plumbing",
+        timezone="America/Chicago",
+        status="trial",
         greeting="Northside Plumbing, {agent} speaking.",
         agent_notes="Burst pipes and no-water calls are emergencies: take address and page the on-call tech.",
     )

@@ -4,6 +4,7 @@ With the in-memory broker (no REDIS_URL) tasks only reach a worker in the same p
 what makes after-commit tasks and scheduled work (callbacks, rollups) run on a laptop. In
 production the same tasks run in separate `celery worker` / `celery beat` processes instead.
 """
+
 from __future__ import annotations
 
 import logging
@@ -31,7 +32,9 @@ class EmbeddedCelery:
             thread.join(timeout=10)
 
 
-def start_embedded_celery(app: Celery, *, beat: bool = True, scheduler: str = "celery.beat:Scheduler") -> EmbeddedCelery:
+def start_embedded_celery(
+    app: Celery, *, beat: bool = True, scheduler: str = "celery.beat:Scheduler"
+) -> EmbeddedCelery:
     """Start a solo-pool worker (and beat) in daemon threads; returns once the worker is consuming."""
     ready = threading.Event()
     worker = WorkController(

@@ -4,6 +4,7 @@ Borrowed from healthchecks: a boolean is exactly "True" or "False", a secret may
 ``<NAME>_FILE`` (Docker/Kubernetes secrets), and a missing required value stops the process with a
 message that names the variable.
 """
+
 from __future__ import annotations
 
 import os
@@ -22,9 +23,7 @@ def env(name: str, default: str | None = None) -> str | None:
 def env_required(name: str) -> str:
     value = env(name)
     if not value:
-        raise ImproperlyConfigured(
-            f"{name} must be set in production (see .env.example for what it is for)."
-        )
+        raise ImproperlyConfigured(f"{name} must be set in production (see .env.example for what it is for).")
     return value
 
 

@@ -1,4 +1,5 @@
 """Error pages: JSON under /api/ (same shape as the API's own errors), friendly HTML elsewhere."""
+
 from django.http import JsonResponse
 from django.shortcuts import render
 
@@ -13,7 +14,9 @@ def _json(status: int, code: str, message: str) -> JsonResponse:
 
 def not_found(request, exception=None):
     if _api(request):
-        return _json(404, "not_found", "Not found: no such URL or object, or it belongs to another tenant. See /api/docs/.")
+        return _json(
+            404, "not_found", "Not found: no such URL or object, or it belongs to another tenant. See /api/docs/."
+        )
     return render(request, "404.html", status=404)
 
 

@@ -1,4 +1,5 @@
 """/healthz for load balancers: 200 when the database (and Redis, when configured) answer, else 503."""
+
 from __future__ import annotations
 
 import logging

@@ -3,6 +3,7 @@
 The context lives in a ContextVar so it follows the request through async code and thread hops
 (asgiref copies contextvars), and Celery tasks and websocket consumers set it the same way.
 """
+
 from __future__ import annotations
 
 import contextvars

@@ -1,4 +1,5 @@
 """Websocket routes. Every consumer derives from tenants.consumers.TenantScopedConsumer."""
+
 from django.urls import path
 
 from tenants.consumers import TenantEventsConsumer

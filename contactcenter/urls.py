@@ -1,4 +1,5 @@
 """URL routes. Tenant pages live under /t/<tenant_slug>/, the API under /api/v1/."""
+
 from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView

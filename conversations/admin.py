@@ -1,4 +1,5 @@
 """The contact record, read-only in the admin (it is what happened; nobody edits history)."""
+
 from django.contrib import admin
 
 from conversations.models import AppointmentRequest, Conversation, Lead, Turn, Voicemail
@@ -7,7 +8,17 @@ from tenants.admin_site import ReadOnlyTenantAdmin
 
 class TurnInline(admin.TabularInline):
     model = Turn
-    fields = ("seq", "utterance", "dtmf", "asr_confidence", "intent", "confidence", "reply", "reason_code", "latency_ms")
+    fields = (
+        "seq",
+        "utterance",
+        "dtmf",
+        "asr_confidence",
+        "intent",
+        "confidence",
+        "reply",
+        "reason_code",
+        "latency_ms",
+    )
     readonly_fields = fields
     extra = 0
     can_delete = False
@@ -24,7 +35,15 @@ class TurnInline(admin.TabularInline):
 
 @admin.register(Conversation)
 class ConversationAdmin(ReadOnlyTenantAdmin):
-    list_display = ("started_at", "channel", "caller_number", "outcome", "escalation_reason", "duration_seconds", "turn_count")
+    list_display = (
+        "started_at",
+        "channel",
+        "caller_number",
+        "outcome",
+        "escalation_reason",
+        "duration_seconds",
+        "turn_count",
+    )
     list_filter = ("channel", "outcome", "status")
     search_fields = ("caller_number",)
     exclude = ("state",)

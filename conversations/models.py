@@ -1,4 +1,5 @@
 """What happened on every call and chat. The database is the record; channels only notify."""
+
 from __future__ import annotations
 
 from django.db import models
@@ -54,7 +55,9 @@ class Conversation(TenantOwned):
         indexes = [models.Index(fields=["tenant", "started_at"], name="conv_tenant_started")]
 
     def __str__(self) -> str:
-        return f"{self.get_channel_display()} from {self.caller_number or 'unknown'} at {self.started_at:%Y-%m-%d %H:%M}"
+        return (
+            f"{self.get_channel_display()} from {self.caller_number or 'unknown'} at {self.started_at:%Y-%m-%d %H:%M}"
+        )
 
 
 class Turn(TenantOwned):
@@ -86,7 +89,9 @@ class Turn(TenantOwned):
 
 
 class Lead(TenantOwned):
-    conversation = models.ForeignKey(Conversation, null=True, blank=True, on_delete=models.SET_NULL, related_name="leads")
+    conversation = models.ForeignKey(
+        Conversation, null=True, blank=True, on_delete=models.SET_NULL, related_name="leads"
+    )
     name = models.CharField(max_length=150, blank=True)
     phone = models.CharField(max_length=32, blank=True)
     email = models.EmailField(blank=True)
@@ -101,7 +106,9 @@ class Lead(TenantOwned):
 
 
 class AppointmentRequest(TenantOwned):
-    conversation = models.ForeignKey(Conversation, null=True, blank=True, on_delete=models.SET_NULL, related_name="appointments")
+    conversation = models.ForeignKey(
+        Conversation, null=True, blank=True, on_delete=models.SET_NULL, related_name="appointments"
+    )
     service = models.CharField(max_length=100)
     requested_for = models.DateTimeField(null=True, blank=True)
     requested_text = models.CharField(max_length=100, blank=True)
@@ -116,7 +123,9 @@ class AppointmentRequest(TenantOwned):
 
 
 class Voicemail(TenantOwned):
-    conversation = models.ForeignKey(Conversation, null=True, blank=True, on_delete=models.SET_NULL, related_name="voicemails")
+    conversation = models.ForeignKey(
+        Conversation, null=True, blank=True, on_delete=models.SET_NULL, related_name="voicemails"
+    )
     caller_number = models.CharField(max_length=32, blank=True)
     recording_url = models.URLField(max_length=500)
     recording_uuid = models.CharField(max_length=64, unique=True)
@@ -134,7 +143,9 @@ class Voicemail(TenantOwned):
 class CallEvent(TenantOwned):
     """Every Vonage event as received; the unique key makes retried deliveries harmless."""
 
-    conversation = models.ForeignKey(Conversation, null=True, blank=True, on_delete=models.CASCADE, related_name="events")
+    conversation = models.ForeignKey(
+        Conversation, null=True, blank=True, on_delete=models.CASCADE, related_name="events"
+    )
     dedupe_key = models.CharField(max_length=64, unique=True)
     status = models.CharField(max_length=32, blank=True)
     occurred_at = models.DateTimeField(null=True, blank=True)

@@ -1,4 +1,5 @@
 """Writes for the contact record. Every function is idempotent where the channel may retry."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -25,19 +26,39 @@ from flows.engine import ConversationState, actions_to_json
 
 # Vonage call statuses, by how far along a call they are; an event never moves a call backwards.
 STATUS_RANK = {
-    "started": 0, "ringing": 0, "answered": 1, "human": 1, "machine": 1,
-    "completed": 2, "busy": 2, "cancelled": 2, "failed": 2, "rejected": 2, "timeout": 2, "unanswered": 2,
+    "started": 0,
+    "ringing": 0,
+    "answered": 1,
+    "human": 1,
+    "machine": 1,
+    "completed": 2,
+    "busy": 2,
+    "cancelled": 2,
+    "failed": 2,
+    "rejected": 2,
+    "timeout": 2,
+    "unanswered": 2,
 }
 FAILED_STATUSES = {"busy", "cancelled", "failed", "rejected", "timeout", "unanswered"}
 ENGINE_OUTCOMES = {
-    "resolved": Outcome.RESOLVED, "ended": Outcome.RESOLVED, "escalated": Outcome.ESCALATED,
-    "voicemail": Outcome.VOICEMAIL, "callback": Outcome.CALLBACK,
+    "resolved": Outcome.RESOLVED,
+    "ended": Outcome.RESOLVED,
+    "escalated": Outcome.ESCALATED,
+    "voicemail": Outcome.VOICEMAIL,
+    "callback": Outcome.CALLBACK,
 }
 
 
 def conversation_open(
-    *, tenant_id: int, channel: str, flow_version_id: int | None, caller_number: str = "", dialled_number: str = "",
-    vonage_uuid: str | None = None, vonage_conversation_uuid: str = "", started_at: dt.datetime | None = None,
+    *,
+    tenant_id: int,
+    channel: str,
+    flow_version_id: int | None,
+    caller_number: str = "",
+    dialled_number: str = "",
+    vonage_uuid: str | None = None,
+    vonage_conversation_uuid: str = "",
+    started_at: dt.datetime | None = None,
 ) -> tuple[Conversation, bool]:
     """Start the record of a contact. A repeated answer webhook for the same call returns the same row."""
     if vonage_uuid:
@@ -47,10 +68,16 @@ def conversation_open(
     try:
         with transaction.atomic():
             conversation = Conversation.objects.create(
-                tenant_id=tenant_id, channel=channel, flow_version_id=flow_version_id, caller_number=caller_number[:32],
-                dialled_number=dialled_number[:32], vonage_uuid=vonage_uuid or None,
-                vonage_conversation_uuid=vonage_conversation_uuid[:64], started_at=started_at or timezone.now(),
-                answered_at=started_at or timezone.now(), status=Status.IN_PROGRESS,
+                tenant_id=tenant_id,
+                channel=channel,
+                flow_version_id=flow_version_id,
+                caller_number=caller_number[:32],
+                dialled_number=dialled_number[:32],
+                vonage_uuid=vonage_uuid or None,
+                vonage_conversation_uuid=vonage_conversation_uuid[:64],
+                started_at=started_at or timezone.now(),
+                answered_at=started_at or timezone.now(),
+                status=Status.IN_PROGRESS,
             )
     except IntegrityError:
         return Conversation.objects.get(vonage_uuid=vonage_uuid), False
@@ -67,22 +94,40 @@ def _reply_text(actions_json: list[dict]) -> str:
 
 
 def conversation_record_turn(
-    *, conversation: Conversation, event_kind: str, text: str = "", dtmf: str = "", asr_confidence: float | None = None,
-    understanding: Any = None, state: ConversationState, actions: list[Any], latency_ms: float | None = None,
+    *,
+    conversation: Conversation,
+    event_kind: str,
+    text: str = "",
+    dtmf: str = "",
+    asr_confidence: float | None = None,
+    understanding: Any = None,
+    state: ConversationState,
+    actions: list[Any],
+    latency_ms: float | None = None,
 ) -> Turn:
     """Save one engine turn and what it decided: the transcript line, the new state, leads, appointments."""
     actions_json = actions_to_json(actions)
-    last_reason = next((a["reason"] for a in reversed(actions_json) if a.get("reason")), {"code": "", "explanation": ""})
+    last_reason = next(
+        (a["reason"] for a in reversed(actions_json) if a.get("reason")), {"code": "", "explanation": ""}
+    )
     with transaction.atomic():
         seq = conversation.turn_count + 1
         turn = Turn.objects.create(
-            tenant_id=conversation.tenant_id, conversation=conversation, seq=seq, event=event_kind,
-            utterance=(text or "")[:2000], dtmf=(dtmf or "")[:32], asr_confidence=asr_confidence,
+            tenant_id=conversation.tenant_id,
+            conversation=conversation,
+            seq=seq,
+            event=event_kind,
+            utterance=(text or "")[:2000],
+            dtmf=(dtmf or "")[:32],
+            asr_confidence=asr_confidence,
             intent=(getattr(understanding, "label", None) or "")[:100],
             confidence=getattr(understanding, "confidence", None),
             out_of_scope=bool(getattr(understanding, "out_of_scope", False)),
-            reply=_reply_text(actions_json), reason_code=last_reason["code"][:64], reason=last_reason["explanation"],
-            step=(state.current_step or "")[:64], actions=actions_json,
+            reply=_reply_text(actions_json),
+            reason_code=last_reason["code"][:64],
+            reason=last_reason["explanation"],
+            step=(state.current_step or "")[:64],
+            actions=actions_json,
             latency_ms=round(latency_ms, 2) if latency_ms is not None else None,
         )
         updates: dict[str, Any] = {"turn_count": seq, "state": state.to_json()}
@@ -91,20 +136,31 @@ def conversation_record_turn(
             if kind == "capture_lead":
                 fields = action["fields"]
                 Lead.objects.create(
-                    tenant_id=conversation.tenant_id, conversation=conversation, fields=fields,
-                    name=str(fields.get("name") or "")[:150], phone=str(fields.get("phone") or conversation.caller_number)[:32],
+                    tenant_id=conversation.tenant_id,
+                    conversation=conversation,
+                    fields=fields,
+                    name=str(fields.get("name") or "")[:150],
+                    phone=str(fields.get("phone") or conversation.caller_number)[:32],
                     email=str(fields.get("email") or "")[:254],
                 )
             elif kind == "request_appointment":
                 when = parse_datetime(action["when"]) if action.get("when") else None
                 AppointmentRequest.objects.create(
-                    tenant_id=conversation.tenant_id, conversation=conversation, service=action["service"][:100],
-                    requested_for=when, requested_text=(action.get("when") or "")[:100], details=action.get("slots") or {},
+                    tenant_id=conversation.tenant_id,
+                    conversation=conversation,
+                    service=action["service"][:100],
+                    requested_for=when,
+                    requested_text=(action.get("when") or "")[:100],
+                    details=action.get("slots") or {},
                 )
             elif kind == "transfer":
                 summary = action["summary"]
-                updates.update(status=Status.WAITING, outcome=Outcome.ESCALATED,
-                               escalation_reason=summary["reason_code"][:64], escalation_text=summary["reason_text"][:300])
+                updates.update(
+                    status=Status.WAITING,
+                    outcome=Outcome.ESCALATED,
+                    escalation_reason=summary["reason_code"][:64],
+                    escalation_text=summary["reason_text"][:300],
+                )
         if state.outcome and "outcome" not in updates and state.outcome in ENGINE_OUTCOMES:
             updates["outcome"] = ENGINE_OUTCOMES[state.outcome]
         Conversation.objects.filter(pk=conversation.pk).update(**updates)
@@ -123,8 +179,13 @@ def _event_time(payload: dict) -> dt.datetime | None:
 
 def _dedupe_key(payload: dict) -> str:
     basis = json.dumps(
-        [payload.get("uuid"), payload.get("status"), payload.get("timestamp"), payload.get("recording_uuid"),
-         payload.get("conversation_uuid_to")],
+        [
+            payload.get("uuid"),
+            payload.get("status"),
+            payload.get("timestamp"),
+            payload.get("recording_uuid"),
+            payload.get("conversation_uuid_to"),
+        ],
         default=str,
     )
     return hashlib.sha256(basis.encode()).hexdigest()
@@ -140,8 +201,12 @@ def call_event_apply(*, conversation: Conversation | None, tenant_id: int, paylo
     try:
         with transaction.atomic():
             CallEvent.objects.create(
-                tenant_id=tenant_id, conversation=conversation, dedupe_key=_dedupe_key(payload), status=status,
-                occurred_at=occurred, payload=payload,
+                tenant_id=tenant_id,
+                conversation=conversation,
+                dedupe_key=_dedupe_key(payload),
+                status=status,
+                occurred_at=occurred,
+                payload=payload,
             )
             if conversation is None or status not in STATUS_RANK:
                 return True
@@ -172,8 +237,10 @@ def _completion(conversation: Conversation, status: str, payload: dict, occurred
     ended = occurred or timezone.now()
     updates: dict[str, Any] = {"ended_at": ended}
     try:
-        updates["duration_seconds"] = int(payload.get("duration")) if payload.get("duration") is not None else int(
-            (ended - conversation.started_at).total_seconds()
+        updates["duration_seconds"] = (
+            int(payload.get("duration"))
+            if payload.get("duration") is not None
+            else int((ended - conversation.started_at).total_seconds())
         )
     except (TypeError, ValueError):
         updates["duration_seconds"] = None
@@ -204,8 +271,11 @@ def voicemail_record(*, conversation: Conversation, payload: dict) -> Voicemail 
     voicemail, created = Voicemail.objects.get_or_create(
         recording_uuid=recording_uuid,
         defaults={
-            "tenant_id": conversation.tenant_id, "conversation": conversation, "caller_number": conversation.caller_number,
-            "recording_url": url[:500], "duration_seconds": duration,
+            "tenant_id": conversation.tenant_id,
+            "conversation": conversation,
+            "caller_number": conversation.caller_number,
+            "recording_url": url[:500],
+            "duration_seconds": duration,
         },
     )
     if created:

@@ -4,6 +4,7 @@ Flow pages edit the draft (steps, intents, FAQ); Check shows what Publish would 
 would change; Publish freezes a version; Versions can be compared, rolled back to, or restored as
 the draft; Export/Import move a flow as YAML; Simulate runs the draft or any version turn by turn.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -46,7 +47,9 @@ class ObjectViewsMixin:
 
     def load_for(self, request, object_id, need: str):
         obj = self.get_object(request, object_id)
-        allowed = self.has_change_permission(request, obj) if need == "write" else self.has_view_permission(request, obj)
+        allowed = (
+            self.has_change_permission(request, obj) if need == "write" else self.has_view_permission(request, obj)
+        )
         if not allowed:
             raise PermissionDenied("Your role may view this but not change it.")
         return obj
@@ -117,8 +120,13 @@ class FlowAdmin(ObjectViewsMixin, TenantModelAdmin):
     fields = ("name", "description", "language", "voice_style", "start_step", "messages")
     inlines = (StepInline, IntentInline, FaqInline)
     change_form_template = "admin/flows/flow/change_form.html"
-    object_views = (("check", "read"), ("publish", "write"), ("simulate", "read"), ("export", "read"),
-                    ("import", "write"))
+    object_views = (
+        ("check", "read"),
+        ("publish", "write"),
+        ("simulate", "read"),
+        ("export", "read"),
+        ("import", "write"),
+    )
 
     @admin.display(description="Live version")
     def live_version(self, flow):
@@ -178,7 +186,8 @@ class FlowAdmin(ObjectViewsMixin, TenantModelAdmin):
             messages.error(request, "Not published: fix the problems below first. Nothing was changed.")
             return self._report(request, flow, refused.problems, title=f"Publish {flow.name}", status=400)
         messages.success(
-            request, f"Published {flow.name} v{version.number}; new calls use it now "
+            request,
+            f"Published {flow.name} v{version.number}; new calls use it now "
             f"(understanding trained in {version.train_seconds:.1f} s).",
         )
         return redirect(reverse("admin:flows_flow_change", args=[flow.pk]))
@@ -261,8 +270,10 @@ class StepAdmin(TenantModelAdmin):
         form_class = step_form_for(self._kind(request, obj))
         return [
             (None, {"fields": ["flow", "key", "kind", "position"]}),
-            (f"Settings for a {form_class.step_kind.replace('_', ' ')} step",
-             {"fields": [f"setting_{n}" for n in form_class.setting_names]}),
+            (
+                f"Settings for a {form_class.step_kind.replace('_', ' ')} step",
+                {"fields": [f"setting_{n}" for n in form_class.setting_names]},
+            ),
         ]
 
     def get_changeform_initial_data(self, request):
@@ -321,7 +332,9 @@ class FlowVersionAdmin(ObjectViewsMixin, TenantModelAdmin):
 
     @admin.display(description="Changes from the previous version")
     def changes(self, version):
-        previous = FlowVersion.objects.filter(flow_id=version.flow_id, number__lt=version.number).order_by("-number").first()
+        previous = (
+            FlowVersion.objects.filter(flow_id=version.flow_id, number__lt=version.number).order_by("-number").first()
+        )
         if previous is None:
             return "First version."
         items = services.version_diff(previous, version) or ["No changes."]
@@ -333,8 +346,11 @@ class FlowVersionAdmin(ObjectViewsMixin, TenantModelAdmin):
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
         version = self.get_object(request, object_id)
-        extra_context = {**(extra_context or {}), "may_write": self._may_write(request, version),
-                         "is_live": self.is_live(version)}
+        extra_context = {
+            **(extra_context or {}),
+            "may_write": self._may_write(request, version),
+            "is_live": self.is_live(version),
+        }
         return super().change_view(request, object_id, form_url, extra_context)
 
     def get_urls(self):
@@ -350,7 +366,9 @@ class FlowVersionAdmin(ObjectViewsMixin, TenantModelAdmin):
         if request.method != "POST":
             return redirect(reverse("admin:flows_flowversion_change", args=[version.pk]))
         new = services.flow_rollback(flow=version.flow, version=version, user=request.user)
-        messages.success(request, f"{version.flow.name} is back to v{version.number}'s script, live now as v{new.number}.")
+        messages.success(
+            request, f"{version.flow.name} is back to v{version.number}'s script, live now as v{new.number}."
+        )
         return redirect(reverse("admin:flows_flow_change", args=[version.flow_id]))
 
     def restore_view(self, request, object_id):
@@ -376,8 +394,16 @@ class BusinessHoursAdmin(TenantModelAdmin):
     def get_fieldsets(self, request, obj=None):
         days = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
         fields = days if "tenant" in self.get_exclude(request, obj) else ["tenant", *days]
-        return [(None, {"fields": fields, "description": "Opening hours in the business's time zone. "
-                        "Split shifts: 08:00-12:00, 13:00-17:00. Holidays and closures have their own pages."})]
+        return [
+            (
+                None,
+                {
+                    "fields": fields,
+                    "description": "Opening hours in the business's time zone. "
+                    "Split shifts: 08:00-12:00, 13:00-17:00. Holidays and closures have their own pages.",
+                },
+            )
+        ]
 
     def get_form(self, request, obj=None, change=False, **kwargs):
         kwargs["fields"] = [f for _, opts in self.get_fieldsets(request, obj) for f in opts["fields"]]

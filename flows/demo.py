@@ -1,4 +1,5 @@
 """Demo flows for `make run`: Bright Smile Dental's published script (flows/examples/dental.yaml)."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -24,7 +25,9 @@ def load_example(tenant: Tenant, filename: str, *, publish: bool = True):
         today = timezone.localdate()
         for year in (today.year, today.year + 1):
             for month, day, name in ((12, 25, "Christmas Day"), (1, 1, "New Year's Day")):
-                Holiday.objects.get_or_create(tenant_id=tenant.id, date=dt.date(year, month, day), defaults={"name": name})
+                Holiday.objects.get_or_create(
+                    tenant_id=tenant.id, date=dt.date(year, month, day), defaults={"name": name}
+                )
         flow = services.flow_import_yaml(tenant=tenant, text=text)
         if publish:
             services.flow_publish(flow=flow, user=None, note="Demo script")

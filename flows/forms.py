@@ -1,5 +1,6 @@
 """Admin forms for flows. A step's settings form is generated from the pydantic model of its kind,
 so every setting gets a proper field, and every validation error lands on the field it is about."""
+
 from __future__ import annotations
 
 import types
@@ -16,8 +17,18 @@ from flows.models import BusinessHours, Step
 STEP_MODELS: dict[str, type] = {
     m.model_fields["kind"].default: m
     for m in (
-        d.SayStep, d.MenuStep, d.AskStep, d.FaqStep, d.CaptureLeadStep, d.RequestAppointmentStep, d.HoursBranchStep,
-        d.ConditionStep, d.EscalateStep, d.VoicemailStep, d.OfferCallbackStep, d.EndStep,
+        d.SayStep,
+        d.MenuStep,
+        d.AskStep,
+        d.FaqStep,
+        d.CaptureLeadStep,
+        d.RequestAppointmentStep,
+        d.HoursBranchStep,
+        d.ConditionStep,
+        d.EscalateStep,
+        d.VoicemailStep,
+        d.OfferCallbackStep,
+        d.EndStep,
     )
 }
 LONG_TEXT = {"text", "prompt", "reprompt", "voice_text"}
@@ -197,7 +208,12 @@ def step_form_for(kind: str) -> type[StepFormBase]:
             if name in ("id", "kind"):
                 continue
             field = _field_for(name, info)
-            if not info.is_required() and info.default not in (None, [], {}) and not isinstance(field, forms.BooleanField) or isinstance(field, forms.BooleanField):
+            if (
+                not info.is_required()
+                and info.default not in (None, [], {})
+                and not isinstance(field, forms.BooleanField)
+                or isinstance(field, forms.BooleanField)
+            ):
                 field.initial = info.default
             attrs[f"setting_{name}"] = field
             names.append(name)
@@ -206,8 +222,15 @@ def step_form_for(kind: str) -> type[StepFormBase]:
     return _FORM_CACHE[kind]
 
 
-WEEKDAY_LABELS = (("mon", "Monday"), ("tue", "Tuesday"), ("wed", "Wednesday"), ("thu", "Thursday"),
-                  ("fri", "Friday"), ("sat", "Saturday"), ("sun", "Sunday"))
+WEEKDAY_LABELS = (
+    ("mon", "Monday"),
+    ("tue", "Tuesday"),
+    ("wed", "Wednesday"),
+    ("thu", "Thursday"),
+    ("fri", "Friday"),
+    ("sat", "Saturday"),
+    ("sun", "Sunday"),
+)
 
 
 def _day_field(label: str) -> forms.CharField:
@@ -260,7 +283,9 @@ class BusinessHoursForm(forms.ModelForm):
 
 class ImportYamlForm(forms.Form):
     file = forms.FileField(required=False, help_text="A .yaml file exported from Switchboard or written by hand.")
-    text = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 16, "cols": 100}), label="Or paste YAML")
+    text = forms.CharField(
+        required=False, widget=forms.Textarea(attrs={"rows": 16, "cols": 100}), label="Or paste YAML"
+    )
 
     def clean(self):
         cleaned = super().clean()

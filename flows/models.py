@@ -8,6 +8,7 @@ the trained intent model); live conversations run a FlowVersion, never the draft
 Business hours, holidays and closures are the tenant's one calendar (``flows.hours``): they are
 read live (not frozen into versions), so a new holiday applies at once to every flow and queue.
 """
+
 from __future__ import annotations
 
 from django.conf import settings
@@ -115,7 +116,11 @@ class Step(TenantOwned):
         return f"{self.key} ({self.get_kind_display()})"
 
     def as_definition_dict(self) -> dict:
-        return {"id": self.key, "kind": self.kind, **{k: v for k, v in (self.config or {}).items() if k not in ("id", "kind")}}
+        return {
+            "id": self.key,
+            "kind": self.kind,
+            **{k: v for k, v in (self.config or {}).items() if k not in ("id", "kind")},
+        }
 
 
 class Intent(TenantOwned):
@@ -217,7 +222,8 @@ class EscalationPolicy(TenantOwned):
     frustration = models.BooleanField(default=True, help_text="Hand over when the caller sounds angry.")
     max_misunderstandings = models.PositiveSmallIntegerField(default=2, validators=[MinValueValidator(1)])
     low_asr_confidence = models.FloatField(
-        default=0.4, validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
+        default=0.4,
+        validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
         help_text="Speech recognised with less confidence than this counts as not heard well.",
     )
     low_asr_repeats = models.PositiveSmallIntegerField(default=2, validators=[MinValueValidator(1)])
@@ -243,7 +249,9 @@ class FlowVersion(TenantOwned):
     nlu_model = models.BinaryField(null=True, editable=False)
     note = models.CharField(max_length=200, blank=True)
     rolled_back_from = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     train_seconds = models.FloatField(default=0)
 

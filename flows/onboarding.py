@@ -1,4 +1,5 @@
 """What flows adds to a new business: a starter script (a draft to review), and a checklist step."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -41,7 +42,9 @@ def script_step(tenant) -> dict:
         "title": "Review and publish your script",
         "done": published,
         "text": "Your AI answers only with the words you approve. Check the starter answers, try it in the "
-        "simulator, then publish." if not published else "Your script is live. Improve it any time in Settings.",
+        "simulator, then publish."
+        if not published
+        else "Your script is live. Improve it any time in Settings.",
         "url": url,
         "action": "Open your script",
     }

@@ -4,6 +4,7 @@ Compiled flows are cached per process by (version id, calendar fingerprint): the
 immutable and its model is stored with it, so a cache hit costs no query beyond the calendar
 fingerprint, and a change to hours or holidays takes effect on the next turn.
 """
+
 from __future__ import annotations
 
 import dataclasses

@@ -3,6 +3,7 @@
 Every publish is refused with a readable report when the draft has problems; nothing is written
 then. A FlowVersion is never changed after it is created.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -69,7 +70,9 @@ def policy_data(tenant_id: int) -> dict:
         urgent.append(entry)
     default_queue = policy.default_queue.name if policy.default_queue else None
     if default_queue is None:
-        default_queue = Queue.objects.filter(tenant_id=tenant_id).order_by("name").values_list("name", flat=True).first()
+        default_queue = (
+            Queue.objects.filter(tenant_id=tenant_id).order_by("name").values_list("name", flat=True).first()
+        )
     return {
         "human_phrases": lines(policy.human_phrases),
         "human_dtmf": policy.human_dtmf or None,
@@ -174,8 +177,14 @@ def flow_publish(*, flow: Flow, user: User | None, note: str = "") -> FlowVersio
     with transaction.atomic():
         Flow.objects.select_for_update().filter(pk=flow.pk).first()  # serialise concurrent publishes
         version = FlowVersion.objects.create(
-            tenant_id=flow.tenant_id, flow=flow, number=_next_number(flow), definition=data,
-            content_hash=definition_hash(data), nlu_model=model_bytes, note=note[:200], created_by=user,
+            tenant_id=flow.tenant_id,
+            flow=flow,
+            number=_next_number(flow),
+            definition=data,
+            content_hash=definition_hash(data),
+            nlu_model=model_bytes,
+            note=note[:200],
+            created_by=user,
             train_seconds=round(seconds, 3),
         )
         Flow.objects.filter(pk=flow.pk).update(published_version=version)
@@ -190,9 +199,16 @@ def flow_rollback(*, flow: Flow, version: FlowVersion, user: User | None) -> Flo
     with transaction.atomic():
         Flow.objects.select_for_update().filter(pk=flow.pk).first()
         new = FlowVersion.objects.create(
-            tenant_id=flow.tenant_id, flow=flow, number=_next_number(flow), definition=version.definition,
-            content_hash=version.content_hash, nlu_model=version.nlu_model, note=f"Rollback to v{version.number}",
-            rolled_back_from=version, created_by=user, train_seconds=version.train_seconds,
+            tenant_id=flow.tenant_id,
+            flow=flow,
+            number=_next_number(flow),
+            definition=version.definition,
+            content_hash=version.content_hash,
+            nlu_model=version.nlu_model,
+            note=f"Rollback to v{version.number}",
+            rolled_back_from=version,
+            created_by=user,
+            train_seconds=version.train_seconds,
         )
         Flow.objects.filter(pk=flow.pk).update(published_version=new)
         flow.published_version = new
@@ -246,19 +262,34 @@ def _write_draft(flow: Flow, defn: FlowDefinition) -> None:
     Faq.objects.filter(flow=flow).delete()
     Step.objects.bulk_create(
         Step(
-            tenant_id=flow.tenant_id, flow=flow, key=s["id"], kind=s["kind"], position=n * 10,
+            tenant_id=flow.tenant_id,
+            flow=flow,
+            key=s["id"],
+            kind=s["kind"],
+            position=n * 10,
             config={k: v for k, v in s.items() if k not in ("id", "kind")},
         )
         for n, s in enumerate(data["steps"])
     )
     Intent.objects.bulk_create(
-        Intent(tenant_id=flow.tenant_id, flow=flow, name=i["name"], description=i.get("description", ""),
-               examples="\n".join(i["examples"]))
+        Intent(
+            tenant_id=flow.tenant_id,
+            flow=flow,
+            name=i["name"],
+            description=i.get("description", ""),
+            examples="\n".join(i["examples"]),
+        )
         for i in data["intents"]
     )
     Faq.objects.bulk_create(
-        Faq(tenant_id=flow.tenant_id, flow=flow, key=f["key"], questions="\n".join(f["questions"]),
-            answer=f["answer"], voice_answer=f.get("voice_answer") or "")
+        Faq(
+            tenant_id=flow.tenant_id,
+            flow=flow,
+            key=f["key"],
+            questions="\n".join(f["questions"]),
+            answer=f["answer"],
+            voice_answer=f.get("voice_answer") or "",
+        )
         for f in data["faqs"]
     )
 
@@ -276,7 +307,9 @@ def flow_import_yaml(*, tenant: Tenant, text: str, flow: Flow | None = None) -> 
     with transaction.atomic():
         if flow is None:
             if Flow.objects.filter(tenant_id=tenant.id, name=defn.name).exists():
-                raise ImportRefused([f"A flow named {defn.name!r} exists already; import into it or rename the file's flow."])
+                raise ImportRefused(
+                    [f"A flow named {defn.name!r} exists already; import into it or rename the file's flow."]
+                )
             flow = Flow(tenant_id=tenant.id)
         _write_draft(flow, defn)
     return flow
@@ -301,8 +334,6 @@ def queues_ensure(*, tenant: Tenant, names: list[str]) -> None:
         Queue.objects.get_or_create(tenant_id=tenant.id, name=name)
 
 
-
-
 def tenant_settings_import(*, tenant: Tenant, defn: FlowDefinition) -> None:
     """Set the business's hours, holidays, closures, escalation policy and queues from a definition.
 
@@ -311,7 +342,8 @@ def tenant_settings_import(*, tenant: Tenant, defn: FlowDefinition) -> None:
     """
     with transaction.atomic():
         BusinessHours.objects.update_or_create(
-            tenant_id=tenant.id, defaults={"weekly": {d: [list(iv) for iv in ivs] for d, ivs in defn.hours.weekly.items()}}
+            tenant_id=tenant.id,
+            defaults={"weekly": {d: [list(iv) for iv in ivs] for d, ivs in defn.hours.weekly.items()}},
         )
         Holiday.objects.filter(tenant_id=tenant.id).delete()
         Holiday.objects.bulk_create(Holiday(tenant_id=tenant.id, date=h.date, name=h.name) for h in defn.hours.holidays)
@@ -321,7 +353,8 @@ def tenant_settings_import(*, tenant: Tenant, defn: FlowDefinition) -> None:
         tz = ZoneInfo(tenant.timezone)
         Closure.objects.bulk_create(
             Closure(
-                tenant_id=tenant.id, reason=c.reason,
+                tenant_id=tenant.id,
+                reason=c.reason,
                 start=c.start if c.start.tzinfo else c.start.replace(tzinfo=tz),
                 end=c.end if c.end.tzinfo else c.end.replace(tzinfo=tz),
             )

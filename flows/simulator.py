@@ -3,6 +3,7 @@
 Runs the real engine on the draft or on any published version. The conversation state lives in
 the admin user's session, one per flow and target, so several tabs can simulate side by side.
 """
+
 from __future__ import annotations
 
 import datetime as dt

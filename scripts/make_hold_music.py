@@ -3,6 +3,7 @@ with no licensing questions. Vonage streams mp3 for musicOnHoldUrl, so encode th
 
     python scripts/make_hold_music.py hold.wav && lame -b 32 -m m hold.wav static/audio/hold.mp3
 """
+
 import math
 import struct
 import sys

@@ -1,4 +1,5 @@
 """Demo numbers: Bright Smile Dental answers on +15555550100, Northside Plumbing on +15555550200."""
+
 from __future__ import annotations
 
 from flows.models import Flow

@@ -56,8 +56,10 @@ class PhoneNumber(TenantOwned):
                 except ValidationError as exc:
                     errors[field] = exc.messages
         # The number is unique across all businesses; the scoped manager would only see this tenant's.
-        if self.number and not errors.get("number") and (
-            PhoneNumber._base_manager.filter(number=self.number).exclude(pk=self.pk).exists()
+        if (
+            self.number
+            and not errors.get("number")
+            and (PhoneNumber._base_manager.filter(number=self.number).exclude(pk=self.pk).exists())
         ):
             errors["number"] = ["This number is already connected to a business. If it is yours, contact support."]
         if self.fallback_number and self.fallback_number == self.number:

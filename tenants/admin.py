@@ -1,5 +1,6 @@
 """Admin for tenancy tables. Business settings are editable; access tables are listed read-only
 (they are managed from the business pages, which send emails and enforce the owner rules)."""
+
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 

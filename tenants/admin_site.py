@@ -5,6 +5,7 @@ supervisor of a business through a membership (supervisors read only). Agents an
 do not get in. The middleware has already put the request in the scope of the user's admin
 tenants, so scoped querysets, foreign-key choices and lookups only ever see those tenants.
 """
+
 from __future__ import annotations
 
 from django import forms

@@ -1,4 +1,5 @@
 """API-key authentication: ``Authorization: Api-Key sb_xxxxxxxx_...``. A key acts for one tenant."""
+
 from __future__ import annotations
 
 from rest_framework import authentication, exceptions

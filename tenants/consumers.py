@@ -7,6 +7,7 @@ tenant the user cannot act for is closed with code 4404 (the websocket form of "
 ``TenantEventsConsumer`` is the generic per-tenant event stream (``/ws/t/<slug>/events/``); the
 console and wallboard build on the same base.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -75,7 +76,7 @@ class TenantEventsConsumer(TenantScopedConsumer):
         if content.get("type") == "ping":
             await self.send_json({"type": "pong"})
         else:
-            await self.send_json({"type": "error", "message": "Unknown message type; send {\"type\": \"ping\"}."})
+            await self.send_json({"type": "error", "message": 'Unknown message type; send {"type": "ping"}.'})
 
     async def tenant_event(self, message: dict) -> None:
         await self.send_json(message["event"])

@@ -4,6 +4,7 @@
 ``request.tenant`` from the URL (404 for another tenant's URL), answers 403 when the user's role is
 below the minimum, and records the minimum on the view so the isolation tests can find it.
 """
+
 from __future__ import annotations
 
 from functools import wraps

@@ -6,6 +6,7 @@ answers 403. Subclasses may not override get_queryset / get_object / initial: th
 and, if needed, ``filter_for_tenant`` or the ``dangerously_*`` hooks, so no endpoint can forget
 the tenant filter.
 """
+
 from __future__ import annotations
 
 from django.http import Http404
@@ -79,9 +80,7 @@ class TenantScopedViewSet(ScopedAPIMixin, viewsets.GenericViewSet):
         request.tenant = self.tenant = Tenant.objects.get(pk=chosen.tenant_id)
         needed = self.read_role if request.method in SAFE else self.write_role_for(request)
         if not chosen.allows(needed):
-            raise exceptions.PermissionDenied(
-                f"Your role ({chosen.role}) may not do this; it needs {needed} or above."
-            )
+            raise exceptions.PermissionDenied(f"Your role ({chosen.role}) may not do this; it needs {needed} or above.")
         self.check_throttles(request)
 
     def write_role_for(self, request) -> str:

@@ -4,6 +4,7 @@
 - ``onboarding_step(fn)``: fn(tenant) -> dict | None adds a step to the owner's checklist.
 Apps register in their AppConfig.ready().
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable

@@ -5,6 +5,7 @@ request (so revoked coverage or a removed membership takes effect on the next re
 "current tenant" is remembered in the session. Another tenant's URL answers 404, exactly like a
 missing one.
 """
+
 from __future__ import annotations
 
 from django.http import Http404

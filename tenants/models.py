@@ -7,6 +7,7 @@ Two kinds of tables live here:
 - ``TenantOwned`` is the base of every other tenant-owned row in the project: its default manager
   refuses to query outside a tenant scope (django-scopes), so a forgotten filter fails closed.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -93,7 +94,7 @@ class User(AbstractBaseUser, PermissionsMixin):
         return self.full_name or self.email
 
     def get_short_name(self) -> str:
-        return (self.full_name.split(" ")[0] if self.full_name else self.email.split("@")[0])
+        return self.full_name.split(" ")[0] if self.full_name else self.email.split("@")[0]
 
 
 class TenantStatus(models.TextChoices):
@@ -119,7 +120,9 @@ class Tenant(models.Model):
     timezone = models.CharField(max_length=64, default="America/New_York", validators=[validate_timezone])
     status = models.CharField(max_length=16, choices=TenantStatus.choices, default=TenantStatus.TRIAL)
     greeting = models.CharField(
-        max_length=200, blank=True, help_text="How agents answer for this business, e.g. 'Bright Smile Dental, this is Sam.'"
+        max_length=200,
+        blank=True,
+        help_text="How agents answer for this business, e.g. 'Bright Smile Dental, this is Sam.'",
     )
     agent_notes = models.TextField(blank=True, help_text="Short notes shown to agents who answer for this business.")
     created_at = models.DateTimeField(auto_now_add=True)
@@ -188,7 +191,9 @@ class Agency(models.Model):
     name = models.CharField(max_length=120)
     slug = models.SlugField(max_length=50, unique=True)
     invite_code = models.CharField(
-        max_length=32, unique=True, default=new_invite_code,
+        max_length=32,
+        unique=True,
+        default=new_invite_code,
         help_text="Give this code to a business so it can grant your agency coverage.",
     )
     created_at = models.DateTimeField(auto_now_add=True)

@@ -7,6 +7,7 @@ Entered in exactly four places (the "doors"): ``TenantScopeMiddleware`` (HTTP),
 A scope holds a *list* of tenant ids (an agency agent's console covers several tenants). An empty
 list matches nothing. ``unscoped(reason)`` is the one escape hatch; grep for it in review.
 """
+
 from __future__ import annotations
 
 import logging

@@ -1,4 +1,5 @@
 """Reads about tenancy: who may act for which tenant, in which role."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -40,27 +41,35 @@ def tenant_access_for_user(user: User | None) -> dict[int, TenantAccess]:
     """
     if user is None or not user.is_authenticated:
         return {}
-    members = Membership.objects.filter(user_id=user.pk).order_by().values_list(
-        "tenant_id",
-        "tenant__slug",
-        "tenant__name",
-        "role",
-        Value("member", output_field=CharField()),
-        Value(None, output_field=IntegerField()),
-        Value(None, output_field=CharField()),
+    members = (
+        Membership.objects.filter(user_id=user.pk)
+        .order_by()
+        .values_list(
+            "tenant_id",
+            "tenant__slug",
+            "tenant__name",
+            "role",
+            Value("member", output_field=CharField()),
+            Value(None, output_field=IntegerField()),
+            Value(None, output_field=CharField()),
+        )
     )
-    covered = Coverage.objects.filter(active=True, agency__memberships__user_id=user.pk).order_by().values_list(
-        "tenant_id",
-        "tenant__slug",
-        "tenant__name",
-        Case(
-            When(agency__memberships__role=AgencyRole.AGENT, then=Value(Role.AGENT.value)),
-            default=Value(Role.SUPERVISOR.value),
-            output_field=CharField(),
-        ),
-        Value("agency", output_field=CharField()),
-        "agency_id",
-        "mode",
+    covered = (
+        Coverage.objects.filter(active=True, agency__memberships__user_id=user.pk)
+        .order_by()
+        .values_list(
+            "tenant_id",
+            "tenant__slug",
+            "tenant__name",
+            Case(
+                When(agency__memberships__role=AgencyRole.AGENT, then=Value(Role.AGENT.value)),
+                default=Value(Role.SUPERVISOR.value),
+                output_field=CharField(),
+            ),
+            Value("agency", output_field=CharField()),
+            "agency_id",
+            "mode",
+        )
     )
     access: dict[int, TenantAccess] = {}
     for tenant_id, slug, name, role, via, agency_id, mode in members.union(covered, all=True):

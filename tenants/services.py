@@ -1,5 +1,6 @@
 """Writes about tenancy. Keyword-only, typed, named <entity>_<action>; each raises ValidationError
 with a message a person can act on, and changes nothing when it does."""
+
 from __future__ import annotations
 
 import secrets
@@ -72,9 +73,7 @@ def tenant_update(*, tenant: Tenant, changes: dict, acting_user: User | None) ->
     tenant.full_clean(exclude=[f.name for f in Tenant._meta.fields if f.name not in changed])
     with transaction.atomic():
         tenant.save(update_fields=list(changed))
-        audit_record(
-            tenant_id=tenant.id, actor=acting_user, action="tenant.updated", detail=", ".join(sorted(changed))
-        )
+        audit_record(tenant_id=tenant.id, actor=acting_user, action="tenant.updated", detail=", ".join(sorted(changed)))
     return tenant
 
 
@@ -127,7 +126,9 @@ def invitation_create(
         invitation.full_clean(exclude=["token"])
         invitation.save()
         if tenant:
-            audit_record(tenant_id=tenant.id, actor=invited_by, action="invitation.created", detail=f"{email} as {role}")
+            audit_record(
+                tenant_id=tenant.id, actor=invited_by, action="invitation.created", detail=f"{email} as {role}"
+            )
         transaction.on_commit(lambda: _send_invitation_email(invitation.pk))
     return invitation
 
@@ -152,7 +153,9 @@ def invitation_accept(*, invitation: Invitation, user: User) -> Membership | Age
                 user=user, tenant_id=invitation.tenant_id, defaults={"role": invitation.role}
             )
             audit_record(
-                tenant_id=invitation.tenant_id, actor=user, action="invitation.accepted",
+                tenant_id=invitation.tenant_id,
+                actor=user,
+                action="invitation.accepted",
                 detail=f"{user.email} joined as {invitation.role}",
             )
         else:
@@ -172,7 +175,9 @@ def invitation_revoke(*, invitation: Invitation, revoked_by: User | None = None)
 
 def invitations_expire() -> int:
     """Housekeeping: nothing to change for correctness (is_pending checks expiry); counts stale rows."""
-    return Invitation.objects.filter(accepted_at__isnull=True, revoked_at__isnull=True, expires_at__lt=timezone.now()).count()
+    return Invitation.objects.filter(
+        accepted_at__isnull=True, revoked_at__isnull=True, expires_at__lt=timezone.now()
+    ).count()
 
 
 def membership_update_role(*, membership: Membership, role: str, acting_user: User) -> Membership:
@@ -188,7 +193,9 @@ def membership_update_role(*, membership: Membership, role: str, acting_user: Us
         membership.role = role
         membership.save(update_fields=["role"])
         audit_record(
-            tenant_id=membership.tenant_id, actor=acting_user, action="membership.role_changed",
+            tenant_id=membership.tenant_id,
+            actor=acting_user,
+            action="membership.role_changed",
             detail=f"{membership.user.email}: {old} -> {role}",
         )
     return membership
@@ -202,7 +209,9 @@ def membership_remove(*, membership: Membership, acting_user: User) -> None:
         if membership.role == Role.OWNER:
             _ensure_another_owner(membership)
         audit_record(
-            tenant_id=membership.tenant_id, actor=acting_user, action="membership.removed",
+            tenant_id=membership.tenant_id,
+            actor=acting_user,
+            action="membership.removed",
             detail=f"{membership.user.email} ({membership.role})",
         )
         membership.delete()
@@ -255,7 +264,11 @@ def api_key_create(*, tenant: Tenant, name: str, access: str, created_by: User |
     prefix = secrets.token_hex(4)
     raw = f"{API_KEY_PREFIX}{prefix}_{secrets.token_urlsafe(32)}"
     key = ApiKey.objects.create(
-        tenant=tenant, name=name.strip()[:80], prefix=prefix, hashed_key=hash_api_key(raw), access=access,
+        tenant=tenant,
+        name=name.strip()[:80],
+        prefix=prefix,
+        hashed_key=hash_api_key(raw),
+        access=access,
         created_by=created_by,
     )
     audit_record(tenant_id=tenant.id, actor=created_by, action="api_key.created", detail=f"{key.name} ({access})")

@@ -4,6 +4,7 @@ Tenant work is a ``TenantTask``: it takes ``tenant_id`` as a keyword, enters tha
 for the duration of the task, and tags log records with it. Tasks take ids, never objects, and are
 enqueued after commit (``enqueue_on_commit``).
 """
+
 from __future__ import annotations
 
 from typing import Any

@@ -7,6 +7,7 @@
 Services: tests marked `postgres`, `redis` or `browser` skip when the service is missing, except
 under REQUIRE_SERVICES=1 (CI), where a missing service fails the test instead.
 """
+
 from __future__ import annotations
 
 import os
@@ -46,7 +47,10 @@ def _redis_ok() -> bool:
 
 
 def pytest_runtest_setup(item):
-    if item.get_closest_marker("postgres") and settings.DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
+    if (
+        item.get_closest_marker("postgres")
+        and settings.DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql"
+    ):
         service_missing("this test needs PostgreSQL: set DATABASE_URL=postgres://...")
     if item.get_closest_marker("redis") and not _redis_ok():
         service_missing("this test needs Redis: set REDIS_URL=redis://...")

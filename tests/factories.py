@@ -1,5 +1,6 @@
 """factory_boy factories. FACTORIES maps every admin-registered model to a factory that makes one
 row for a given tenant; the isolation matrix uses it, and fails for a model that has none."""
+
 from __future__ import annotations
 
 import factory
@@ -149,8 +150,11 @@ from flows.models import (  # noqa: E402
 
 TINY_FLOW_STEPS = [
     ("greeting", "say", {"text": "Hello, thanks for calling.", "next": "menu"}),
-    ("menu", "menu", {"prompt": "How can I help?", "routes": {"hours": "bye"}, "answer_faqs": True,
-                      "escalate_to": "to_person"}),
+    (
+        "menu",
+        "menu",
+        {"prompt": "How can I help?", "routes": {"hours": "bye"}, "answer_faqs": True, "escalate_to": "to_person"},
+    ),
     ("to_person", "escalate", {"queue": "front-desk", "text": "Let me get someone."}),
     ("bye", "end", {"text": "Goodbye."}),
 ]
@@ -164,12 +168,16 @@ def make_flow(tenant, name="Main line", *, with_queue=True) -> Flow:
     for n, (key, kind, config) in enumerate(TINY_FLOW_STEPS):
         Step.objects.create(tenant=tenant, flow=flow, key=key, kind=kind, config=config, position=n * 10)
     Intent.objects.create(
-        tenant=tenant, flow=flow, name="hours",
+        tenant=tenant,
+        flow=flow,
+        name="hours",
         examples="what are your hours\nwhen are you open\nare you open today\nwhat time do you close\n"
         "opening hours please\nhow late are you open",
     )
     Faq.objects.create(
-        tenant=tenant, flow=flow, key="parking",
+        tenant=tenant,
+        flow=flow,
+        key="parking",
         questions="is there parking\nwhere do I park\ncan I park nearby\nis parking free",
         answer="Free parking is behind the building.",
     )
@@ -191,7 +199,9 @@ FACTORIES.update(
         BusinessHours: lambda tenant: BusinessHours.objects.get_or_create(
             tenant=tenant, defaults={"weekly": {"mon": [["09:00", "17:00"]]}}
         )[0],
-        Holiday: lambda tenant: Holiday.objects.create(tenant=tenant, date=f"2030-12-{10 + Holiday.objects.count():02d}"),
+        Holiday: lambda tenant: Holiday.objects.create(
+            tenant=tenant, date=f"2030-12-{10 + Holiday.objects.count():02d}"
+        ),
         Closure: lambda tenant: Closure.objects.create(
             tenant=tenant, start="2030-01-01T10:00:00Z", end="2030-01-01T12:00:00Z", reason="Training"
         ),
@@ -228,7 +238,9 @@ FACTORIES.update(
             tenant=tenant, conversation=make_conversation(tenant), service="Cleaning"
         ),
         Voicemail: lambda tenant: Voicemail.objects.create(
-            tenant=tenant, conversation=make_conversation(tenant), recording_url="https://example.test/r.mp3",
+            tenant=tenant,
+            conversation=make_conversation(tenant),
+            recording_url="https://example.test/r.mp3",
             recording_uuid=f"rec-{Voicemail.objects.count()}-{tenant.pk}",
         ),
         PhoneNumber: make_phone_number,

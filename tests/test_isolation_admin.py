@@ -6,6 +6,7 @@ write (403), and keeps agents out. Platform admins (third-party and platform mod
 to tenant owners. A new admin registration joins this matrix automatically; one without a
 factory in tests/factories.FACTORIES fails here until it gets one.
 """
+
 from __future__ import annotations
 
 import pytest
@@ -116,9 +117,7 @@ OBJECT_VIEWS = [
 ]
 
 
-@pytest.mark.parametrize(
-    "entry", OBJECT_VIEWS, ids=lambda e: f"{e[0]._meta.label}.{e[2]}"
-)
+@pytest.mark.parametrize("entry", OBJECT_VIEWS, ids=lambda e: f"{e[0]._meta.label}.{e[2]}")
 def test_custom_object_views_are_isolated(entry, client_for, alice, sam, charlie, tenant_a):
     """Extra admin views (publish, simulate, rollback...): 404 for another tenant, 403 for read-only roles."""
     model, _, name, need = entry

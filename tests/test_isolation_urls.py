@@ -8,6 +8,7 @@ not show another tenant's data. A route with object kwargs must say which model 
 (``isolation_model``) or be listed in EXEMPT with the reason; otherwise this test fails, so new
 routes join the matrix automatically.
 """
+
 from __future__ import annotations
 
 import re
@@ -96,7 +97,8 @@ def walk(patterns, prefix: str = "") -> list[Route]:
 
 
 ALL_ROUTES = [
-    r for r in walk(get_resolver().url_patterns)
+    r
+    for r in walk(get_resolver().url_patterns)
     if not any(r.route.startswith(p) for p in EXEMPT_PREFIXES) and r.route not in EXEMPT_ROUTES
 ]
 TENANT_ROUTES = [r for r in ALL_ROUTES if "tenant_slug" in r.kwargs]
@@ -110,8 +112,7 @@ def _id(route: Route) -> str:
 
 def test_every_route_is_classified():
     unclassified = [
-        r.route for r in ALL_ROUTES
-        if set(r.kwargs) - {"tenant_slug", "agency_slug"} and r.isolation_model() is None
+        r.route for r in ALL_ROUTES if set(r.kwargs) - {"tenant_slug", "agency_slug"} and r.isolation_model() is None
     ]
     assert not unclassified, f"routes with object ids but no isolation_model (or EXEMPT reason): {unclassified}"
     assert TENANT_ROUTES and GLOBAL_ROUTES
@@ -138,7 +139,11 @@ def offered(route: Route, owner_client, url: str) -> list[str]:
     """The methods the route really serves: function views are probed as the tenant's owner (405 = not offered)."""
     if route.drf_cls is not None or getattr(route.callback, "view_class", None) is not None:
         return route.methods
-    return [m for m in route.methods if call(owner_client, m, url, api=False).status_code != 405] if owner_client else route.methods
+    return (
+        [m for m in route.methods if call(owner_client, m, url, api=False).status_code != 405]
+        if owner_client
+        else route.methods
+    )
 
 
 def call(client, method: str, url: str, *, api: bool):
@@ -194,10 +199,14 @@ def test_read_only_api_key_cannot_write_and_other_key_gets_404(route, client, te
     _, read_key = make_api_key(tenant_a, "read")
     _, other_key = make_api_key(tenant_b, "write")
     for method in route.methods:
-        response = getattr(client, method)(url, data={}, content_type="application/json", HTTP_AUTHORIZATION=f"Api-Key {other_key}")
+        response = getattr(client, method)(
+            url, data={}, content_type="application/json", HTTP_AUTHORIZATION=f"Api-Key {other_key}"
+        )
         assert response.status_code == 404, f"{method.upper()} {url} with another tenant's key"
         if method in UNSAFE:
-            response = getattr(client, method)(url, data={}, content_type="application/json", HTTP_AUTHORIZATION=f"Api-Key {read_key}")
+            response = getattr(client, method)(
+                url, data={}, content_type="application/json", HTTP_AUTHORIZATION=f"Api-Key {read_key}"
+            )
             assert response.status_code == 403, f"{method.upper()} {url} with a read-only key: {response.status_code}"
 
 
@@ -246,7 +255,9 @@ def test_global_pages_show_only_your_own_tenants(route, client_for, alice, charl
         response = client_for(user).get(route.url())
         assert response.status_code < 500
         body = response.content.decode()
-        assert foreign.name not in body and foreign.slug not in body, f"{route.route} leaks {foreign.name} to {user.email}"
+        assert foreign.name not in body and foreign.slug not in body, (
+            f"{route.route} leaks {foreign.name} to {user.email}"
+        )
 
 
 WS_TENANT_ROUTES = [p for p in websocket_urlpatterns if "tenant_slug" in str(p.pattern)]

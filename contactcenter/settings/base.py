@@ -2,6 +2,7 @@
 
 dev.py (``make run``), test.py (``make test``) and prod.py import this module and override a few values.
 """
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -1,4 +1,5 @@
 """`make run`: one process on SQLite (unless DATABASE_URL says otherwise), console email, demo data."""
+
 from .base import *  # noqa: F403
 from .base import env, env_bool
 

@@ -1,4 +1,5 @@
 """Production: every secret must come from the environment; the process refuses to start without it."""
+
 from contactcenter.env import env_required
 
 from .base import *  # noqa: F403

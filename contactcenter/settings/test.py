@@ -1,4 +1,5 @@
 """`make test`: SQLite + in-memory layers on a fresh machine; Postgres/Redis when their URLs are set."""
+
 from .base import *  # noqa: F403
 from .base import env
 

@@ -1,5 +1,6 @@
 """Authoring as a tenant admin does it: edit steps with field-level errors, check, publish, roll back,
 compare versions, move flows as YAML, simulate, and keep business hours."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -94,31 +95,63 @@ def test_yaml_round_trip_and_bad_yaml_changes_nothing(flow, tenant_a):
 def test_holiday_applies_to_live_flow_without_republishing(scoped, tenant_a, alice):
     flow = make_flow(tenant_a)
     Step.objects.filter(flow=flow, key="greeting").update(config={"text": "Hello.", "next": "hours"})
-    Step.objects.create(tenant=tenant_a, flow=flow, key="hours", kind="hours_branch",
-                        config={"open": "menu", "closed": "bye", "holiday": "holiday_msg"})
-    Step.objects.create(tenant=tenant_a, flow=flow, key="holiday_msg", kind="end", config={"text": "Closed for the holiday."})
-    BusinessHours.objects.create(tenant=tenant_a, weekly={d: [["08:00", "18:00"]] for d in ("mon", "tue", "wed", "thu", "fri")})
+    Step.objects.create(
+        tenant=tenant_a,
+        flow=flow,
+        key="hours",
+        kind="hours_branch",
+        config={"open": "menu", "closed": "bye", "holiday": "holiday_msg"},
+    )
+    Step.objects.create(
+        tenant=tenant_a, flow=flow, key="holiday_msg", kind="end", config={"text": "Closed for the holiday."}
+    )
+    BusinessHours.objects.create(
+        tenant=tenant_a, weekly={d: [["08:00", "18:00"]] for d in ("mon", "tue", "wed", "thu", "fri")}
+    )
     version = services.flow_publish(flow=flow, user=alice)
     assert "How can I help?" in say_texts(run_turn(compiled_version(version), None, Event.start(NOON_MONDAY)).actions)
     Holiday.objects.create(tenant=tenant_a, date=dt.date(2030, 1, 7), name="Staff day")
-    assert "Closed for the holiday." in say_texts(run_turn(compiled_version(version), None, Event.start(NOON_MONDAY)).actions)
+    assert "Closed for the holiday." in say_texts(
+        run_turn(compiled_version(version), None, Event.start(NOON_MONDAY)).actions
+    )
 
 
 # --- the admin, as a tenant admin uses it -------------------------------------------------------
 def test_step_form_errors_name_the_field_and_the_fix(client_for, alice, flow):
     client = client_for(alice)
     url = reverse("admin:flows_step_add") + "?kind=ask"
-    response = client.post(url, {"flow": flow.pk, "key": "ask_age", "kind": "ask", "position": 50,
-                                 "setting_slot": "age", "setting_slot_type": "numbr", "setting_prompt": "",
-                                 "setting_max_attempts": 3})
+    response = client.post(
+        url,
+        {
+            "flow": flow.pk,
+            "key": "ask_age",
+            "kind": "ask",
+            "position": 50,
+            "setting_slot": "age",
+            "setting_slot_type": "numbr",
+            "setting_prompt": "",
+            "setting_max_attempts": 3,
+        },
+    )
     assert response.status_code == 200
     errors = response.context["adminform"].form.errors
     assert "setting_prompt" in errors and "setting_slot_type" in errors
     assert not Step.objects.filter(flow=flow, key="ask_age").exists()
-    response = client.post(url, {"flow": flow.pk, "key": "ask_age", "kind": "ask", "position": 50,
-                                 "setting_slot": "age", "setting_slot_type": "number",
-                                 "setting_prompt": "How old are you?", "setting_max_attempts": 3,
-                                 "setting_next": "bye", "setting_required": "on"})
+    response = client.post(
+        url,
+        {
+            "flow": flow.pk,
+            "key": "ask_age",
+            "kind": "ask",
+            "position": 50,
+            "setting_slot": "age",
+            "setting_slot_type": "number",
+            "setting_prompt": "How old are you?",
+            "setting_max_attempts": 3,
+            "setting_next": "bye",
+            "setting_required": "on",
+        },
+    )
     assert response.status_code == 302, response.context["adminform"].form.errors if response.context else ""
     step = Step.objects.get(flow=flow, key="ask_age")
     assert step.config["slot_type"] == "number" and step.tenant_id == flow.tenant_id
@@ -129,9 +162,18 @@ def test_menu_routes_are_edited_as_lines(client_for, alice, flow):
     url = reverse("admin:flows_step_change", args=[step.pk])
     page = client_for(alice).get(url)
     assert "hours = bye" in page.content.decode()
-    response = client_for(alice).post(url, {"flow": flow.pk, "key": "menu", "kind": "menu", "position": 10,
-                                            "setting_prompt": "What can I do for you?", "setting_routes": "hours = bye\nbroken line",
-                                            "setting_max_attempts": 3})
+    response = client_for(alice).post(
+        url,
+        {
+            "flow": flow.pk,
+            "key": "menu",
+            "kind": "menu",
+            "position": 10,
+            "setting_prompt": "What can I do for you?",
+            "setting_routes": "hours = bye\nbroken line",
+            "setting_max_attempts": 3,
+        },
+    )
     assert response.status_code == 200
     assert "write it as 'key = value'" in response.context["adminform"].form.errors["setting_routes"][0]
 
@@ -184,7 +226,9 @@ def test_business_hours_form_accepts_split_shifts_and_names_the_bad_day(client_f
     bad = client.post(url, {"mon": "17:00-08:00", "tue": "", "wed": "", "thu": "", "fri": "", "sat": "", "sun": ""})
     assert bad.status_code == 200
     assert "mon" in bad.context["adminform"].form.errors
-    ok = client.post(url, {"mon": "08:00-12:00, 13:00-17:00", "tue": "", "wed": "", "thu": "", "fri": "", "sat": "", "sun": ""})
+    ok = client.post(
+        url, {"mon": "08:00-12:00, 13:00-17:00", "tue": "", "wed": "", "thu": "", "fri": "", "sat": "", "sun": ""}
+    )
     assert ok.status_code == 302
     assert BusinessHours.objects.get(tenant=tenant_a).weekly == {"mon": [["08:00", "12:00"], ["13:00", "17:00"]]}
 
@@ -202,7 +246,9 @@ def test_demo_dental_flow_is_published_and_escalates_emergencies(settings, db):
         state = None
         when = dt.datetime(2030, 1, 8, 15, 0, tzinfo=dt.UTC)  # Tuesday 10:00 in New York
         turn = run_turn(compiled, state, Event.start(when))
-        turn = run_turn(compiled, turn.state, Event.utterance("I think I have a dental emergency, my face is swollen", when))
+        turn = run_turn(
+            compiled, turn.state, Event.utterance("I think I have a dental emergency, my face is swollen", when)
+        )
         transfer = [a for a in turn.actions if a.type == "transfer"]
         assert transfer and transfer[0].queue == "urgent" and transfer[0].summary.reason_code == "urgent_keyword"
     assert load_demo() is False  # loads once

@@ -1,4 +1,5 @@
 """The OpenAPI schema is valid and complete; unknown API URLs answer JSON, not HTML."""
+
 import pytest
 from django.core.management import call_command
 

@@ -1,4 +1,5 @@
 """README, .env.example and docs stay true to the code."""
+
 import re
 from pathlib import Path
 

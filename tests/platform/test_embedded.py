@@ -2,6 +2,7 @@
 
 With REDIS_URL set (CI) the same code runs against a real Redis broker.
 """
+
 import threading
 import time
 import uuid

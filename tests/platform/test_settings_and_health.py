@@ -1,4 +1,5 @@
 """Production settings refuse to start without secrets and pass `check --deploy`; /healthz reports."""
+
 import os
 import subprocess
 import sys

@@ -1,4 +1,5 @@
 """Phone numbers in the tenant admin: normalised, validated, and one business per number."""
+
 import pytest
 from django.urls import reverse
 
@@ -14,7 +15,14 @@ def flow_a(tenant_a):
 
 
 def add(client, **data):
-    form = {"number": "", "label": "Main", "flow": "", "active": "on", "fallback_number": "", "transcribe_voicemail": "on"}
+    form = {
+        "number": "",
+        "label": "Main",
+        "flow": "",
+        "active": "on",
+        "fallback_number": "",
+        "transcribe_voicemail": "on",
+    }
     form.update(data)
     return client.post(reverse("admin:telephony_phonenumber_add"), form)
 
@@ -24,7 +32,11 @@ def test_owner_adds_a_number_in_any_common_format(client_for, alice, flow_a):
     assert response.status_code == 302
     with unscoped("assert"):
         number = PhoneNumber.objects.get()
-    assert (number.number, number.fallback_number, number.tenant_id) == ("+16175550142", "+16175550143", flow_a.tenant_id)
+    assert (number.number, number.fallback_number, number.tenant_id) == (
+        "+16175550142",
+        "+16175550143",
+        flow_a.tenant_id,
+    )
 
 
 def test_bad_numbers_get_errors_that_say_how_to_fix_them(client_for, alice, flow_a):

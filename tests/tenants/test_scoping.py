@@ -1,4 +1,5 @@
 """The tenant scope fails closed, holds several tenants, and is entered by each door."""
+
 import pytest
 from django_scopes.exceptions import ScopeError
 

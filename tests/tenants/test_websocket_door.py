@@ -1,4 +1,5 @@
 """The websocket door: session auth, origin check, and another tenant's stream is closed as 404."""
+
 import pytest
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
@@ -71,5 +72,7 @@ async def test_socket_without_origin_is_refused(alice, tenant_a):
 
 
 async def test_foreign_origin_is_refused(alice, tenant_a):
-    _, connected, _ = await connect(f"/ws/t/{tenant_a.slug}/events/", alice, origin=(b"origin", b"https://evil.example"))
+    _, connected, _ = await connect(
+        f"/ws/t/{tenant_a.slug}/events/", alice, origin=(b"origin", b"https://evil.example")
+    )
     assert not connected

@@ -1,4 +1,5 @@
 """`manage.py serve`: the whole product in one process (ASGI server + Celery worker + beat)."""
+
 from __future__ import annotations
 
 from django.conf import settings
@@ -28,7 +29,9 @@ class Command(BaseCommand):
             self.stdout.write(f"Celery worker and beat running in this process ({broker} broker).")
         db = settings.DATABASES["default"]["ENGINE"].rsplit(".", 1)[-1]
         layer = "Redis" if settings.REDIS_URL else "in-memory"
-        self.stdout.write(self.style.SUCCESS(f"Switchboard on http://{host}:{port}/  (database: {db}, channel layer: {layer})"))
+        self.stdout.write(
+            self.style.SUCCESS(f"Switchboard on http://{host}:{port}/  (database: {db}, channel layer: {layer})")
+        )
         if settings.SWITCHBOARD_DEMO_DATA:
             from contactcenter.demo import DEMO_PASSWORD, demo_logins
 
