@@ -246,3 +246,24 @@ FACTORIES.update(
         PhoneNumber: make_phone_number,
     }
 )
+
+
+# --- agents -------------------------------------------------------------------------------------
+# Guarded until "agents" is in INSTALLED_APPS, so this module stays importable without it.
+from django.apps import apps as _apps  # noqa: E402
+
+if _apps.is_installed("agents"):
+    from agents.models import Escalation
+
+    def make_escalation(tenant, **extra) -> Escalation:
+        queue, _ = Queue.objects.get_or_create(tenant=tenant, name=extra.pop("queue_name", "front-desk"))
+        return Escalation.objects.create(
+            tenant=tenant,
+            conversation=extra.pop("conversation", None) or make_conversation(tenant),
+            queue=extra.pop("queue", None) or queue,
+            reason_code=extra.pop("reason_code", "asked_for_human"),
+            reason_text=extra.pop("reason_text", "The caller asked for a person."),
+            **extra,
+        )
+
+    FACTORIES[Escalation] = make_escalation

@@ -41,6 +41,7 @@ INSTALLED_APPS = [
     "flows",
     "conversations",
     "telephony",
+    "agents",
 ]
 
 MIDDLEWARE = [
@@ -123,6 +124,8 @@ CELERY_TIMEZONE = "UTC"
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_BEAT_SCHEDULE: dict = {
+    "agents-offers-expire": {"task": "agents.tasks.offers_expire", "schedule": 5.0},
+    "agents-presence-sweep": {"task": "agents.tasks.presence_sweep", "schedule": 10.0},
     "tenants-expire-invitations": {
         "task": "tenants.tasks.invitations_expire",
         "schedule": 3600.0,

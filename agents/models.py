@@ -1,0 +1,143 @@
+"""Live agents and the escalation lifecycle.
+
+Per-user rows (``AgentProfile``, ``Presence``) are not tenant-owned: one person may answer for
+several businesses (an agency agent), and their skills, capacity and presence are the same for all
+of them. ``Escalation`` and ``EscalationOffer`` are tenant-owned and scoped like every other
+tenant row. The database is the record; the channel layer only notifies (``agents.realtime``).
+State changes happen only in ``agents.services``.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.validators import MinValueValidator
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+from conversations.models import Conversation
+from flows.models import Queue
+from tenants.models import Agency, TenantOwned
+
+
+class AgentProfile(models.Model):
+    """Opting in to take live work: skills, how many conversations at once, how to reach the agent."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="agent_profile")
+    skills = models.JSONField(default=list, blank=True, help_text='Skills, e.g. ["billing", "spanish"].')
+    capacity = models.PositiveSmallIntegerField(default=1, validators=[MinValueValidator(1)])
+    phone_number = models.CharField(max_length=32, blank=True, help_text="Phone to ring when accepting a call.")
+    app_user = models.CharField(max_length=100, blank=True, help_text="Vonage app user to ring instead of a phone.")
+    last_offer_at = models.DateTimeField(null=True, blank=True)
+    missed_offers_in_a_row = models.PositiveSmallIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"Agent profile of {self.user}"
+
+
+class PresenceState(models.TextChoices):
+    AVAILABLE = "available", "Available"
+    BUSY = "busy", "Busy"
+    AWAY = "away", "Away"
+    OFFLINE = "offline", "Offline"
+
+
+class Presence(models.Model):
+    """Whether a person can take work now. Kept alive by console heartbeats (see presence_sweep)."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="presence")
+    state = models.CharField(max_length=16, choices=PresenceState.choices, default=PresenceState.OFFLINE)
+    since = models.DateTimeField(default=timezone.now)
+    reason = models.CharField(max_length=200, blank=True)
+    last_heartbeat = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name_plural = "presence"
+
+    def __str__(self) -> str:
+        return f"{self.user}: {self.get_state_display()}"
+
+
+class EscalationState(models.TextChoices):
+    WAITING = "waiting", "Waiting"
+    OFFERED = "offered", "Offered"
+    ACCEPTED = "accepted", "Accepted"
+    CONNECTED = "connected", "Connected"
+    WRAPPED = "wrapped", "Wrapped up"
+    ABANDONED = "abandoned", "Abandoned (caller hung up)"
+    EXPIRED = "expired", "Expired"
+    CALLBACK = "callback", "Turned into a callback"
+
+
+#: Not yet claimed by anyone: the states an accept may win from.
+UNCLAIMED_STATES = (EscalationState.WAITING, EscalationState.OFFERED)
+#: Held by an agent: counts against the agent's capacity.
+HELD_STATES = (EscalationState.ACCEPTED, EscalationState.CONNECTED)
+ACTIVE_STATES = UNCLAIMED_STATES + HELD_STATES
+
+
+class Escalation(TenantOwned):
+    """A conversation handed to a person: why, where it waits, who took it, how it ended."""
+
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="escalations")
+    queue = models.ForeignKey(Queue, on_delete=models.PROTECT, related_name="escalations")
+    reason_code = models.CharField(max_length=64, blank=True)
+    reason_text = models.CharField(max_length=300, blank=True)
+    priority = models.PositiveSmallIntegerField(default=5)
+    skills = models.JSONField(default=list, blank=True)
+    summary = models.JSONField(default=dict, blank=True)
+    state = models.CharField(max_length=16, choices=EscalationState.choices, default=EscalationState.WAITING)
+    created_at = models.DateTimeField(default=timezone.now, help_text="Waiting since.")
+    offered_at = models.DateTimeField(null=True, blank=True)
+    accepted_at = models.DateTimeField(null=True, blank=True)
+    connected_at = models.DateTimeField(null=True, blank=True)
+    wrapped_at = models.DateTimeField(null=True, blank=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+    agent = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    disposition = models.CharField(max_length=64, blank=True)
+    notes = models.TextField(blank=True)
+    via_agency = models.ForeignKey(Agency, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    overflowed = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            # Makes escalation_create idempotent: one live escalation per conversation.
+            models.UniqueConstraint(
+                fields=["conversation"],
+                condition=Q(state__in=["waiting", "offered", "accepted", "connected"]),
+                name="escalation_one_active_per_conversation",
+            )
+        ]
+        indexes = [models.Index(fields=["tenant", "state", "priority", "created_at"], name="escalation_work")]
+
+    def __str__(self) -> str:
+        return f"Escalation {self.pk} ({self.get_state_display()}) in {self.queue_id}"
+
+
+class OfferOutcome(models.TextChoices):
+    PENDING = "pending", "Pending"
+    ACCEPTED = "accepted", "Accepted"
+    DECLINED = "declined", "Declined"
+    TIMED_OUT = "timed_out", "Timed out"
+    WITHDRAWN = "withdrawn", "Withdrawn"
+
+
+class EscalationOffer(TenantOwned):
+    """One escalation offered to one agent, with a deadline."""
+
+    escalation = models.ForeignKey(Escalation, on_delete=models.CASCADE, related_name="offers")
+    agent = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    offered_at = models.DateTimeField()
+    expires_at = models.DateTimeField()
+    outcome = models.CharField(max_length=16, choices=OfferOutcome.choices, default=OfferOutcome.PENDING)
+    responded_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["offered_at", "id"]
+        indexes = [models.Index(fields=["outcome", "expires_at"], name="offer_due")]
+
+    def __str__(self) -> str:
+        return f"Offer of {self.escalation_id} to {self.agent_id} ({self.outcome})"

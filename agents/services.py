@@ -1,0 +1,509 @@
+"""Writes for live work: escalations, offers and presence.
+
+Every function is keyword-only and runs inside a tenant scope entered by a door (HTTP, API,
+Celery, websocket); presence functions touch per-user rows only. State lives in the database;
+each change is announced through ``agents.realtime.publish`` after commit.
+
+The claim is one conditional UPDATE (``escalation_accept``): whoever's UPDATE matches the
+unclaimed row wins; everyone else gets ``AlreadyTaken``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import Counter
+from collections.abc import Iterable
+
+from django.core.exceptions import PermissionDenied
+from django.db import IntegrityError, transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from agents.models import (
+    ACTIVE_STATES,
+    HELD_STATES,
+    UNCLAIMED_STATES,
+    AgentProfile,
+    Escalation,
+    EscalationOffer,
+    EscalationState,
+    OfferOutcome,
+    Presence,
+    PresenceState,
+)
+from agents.realtime import publish
+from agents.routing import HEARTBEAT_FRESH, eligibility_of, eligible_agents
+from agents.selectors import waiting_work
+from conversations.models import Conversation
+from flows.engine import TransferToQueue
+from flows.models import EscalationPolicy, Queue, RoutingMode
+from tenants.models import CoverageMode, User
+from tenants.scoping import current_tenant_ids, unscoped
+from tenants.selectors import tenant_access_for_user
+from tenants.tasks import enqueue_on_commit
+
+MISSED_OFFERS_BEFORE_AWAY = 2
+
+
+class AlreadyTaken(Exception):
+    """Someone else accepted this escalation first (or it ended)."""
+
+    def __init__(self, escalation_id: int) -> None:
+        super().__init__(
+            f"Escalation {escalation_id} was already taken by another agent or has ended; pick another from the queue."
+        )
+        self.escalation_id = escalation_id
+
+
+# --- escalations -------------------------------------------------------------------------------
+def _queue_for(tenant_id: int, name: str) -> Queue:
+    queue = Queue.objects.filter(tenant_id=tenant_id, name=name).first()
+    if queue is None:
+        # A caller must not be dropped because a queue was renamed after publishing.
+        policy = EscalationPolicy.objects.filter(tenant_id=tenant_id).select_related("default_queue").first()
+        queue = policy.default_queue if policy else None
+    if queue is None:
+        queue = Queue.objects.filter(tenant_id=tenant_id).order_by("id").first()
+    if queue is None:
+        raise Queue.DoesNotExist(f"No queue named {name!r} and no default queue; add a queue in the settings.")
+    return queue
+
+
+def _waiting_payload(escalation: Escalation) -> dict:
+    return {
+        "escalation_id": escalation.pk,
+        "queue_id": escalation.queue_id,
+        "priority": escalation.priority,
+        "reason_code": escalation.reason_code,
+        "reason_text": escalation.reason_text,
+        "waiting_since": escalation.created_at,
+    }
+
+
+def _enqueue_route(escalation: Escalation) -> None:
+    from agents.tasks import escalation_route_task
+
+    enqueue_on_commit(escalation_route_task, tenant_id=escalation.tenant_id, escalation_id=escalation.pk)
+
+
+def escalation_create(
+    *, conversation: Conversation, transfer_action_json: dict, now: dt.datetime | None = None
+) -> Escalation:
+    """Record a handover to a person (once per conversation while it is live) and start routing it."""
+    action = TransferToQueue.model_validate(transfer_action_json)
+    now = now or timezone.now()
+    existing = Escalation.objects.filter(conversation=conversation, state__in=ACTIVE_STATES).first()
+    if existing is not None:
+        return existing
+    queue = _queue_for(conversation.tenant_id, action.queue)
+    summary = action.summary
+    try:
+        with transaction.atomic():
+            escalation = Escalation.objects.create(
+                tenant_id=conversation.tenant_id,
+                conversation=conversation,
+                queue=queue,
+                reason_code=summary.reason_code[:64],
+                reason_text=summary.reason_text[:300],
+                priority=min(max(action.priority, 0), 9),
+                skills=sorted({str(s) for s in action.skills}),
+                summary=summary.model_dump(mode="json"),
+                created_at=now,
+            )
+    except IntegrityError:
+        # A concurrent retry of the same webhook created it first.
+        return Escalation.objects.get(conversation=conversation, state__in=ACTIVE_STATES)
+    publish("escalation.waiting", _waiting_payload(escalation), tenant_id=escalation.tenant_id, queue_id=queue.pk)
+    _enqueue_route(escalation)
+    return escalation
+
+
+def escalation_route(*, escalation: Escalation, now: dt.datetime) -> list[EscalationOffer]:
+    """Offer an unclaimed escalation: to the longest-idle eligible agent, or to all of them (broadcast)."""
+    with transaction.atomic():
+        # Serialises routing of one escalation across workers (a no-op lock on SQLite).
+        esc = Escalation.objects.select_for_update().select_related("queue", "tenant").get(pk=escalation.pk)
+        if esc.state not in UNCLAIMED_STATES:
+            return []
+        queue = esc.queue
+        pending = set(
+            EscalationOffer.objects.filter(escalation=esc, outcome=OfferOutcome.PENDING).values_list(
+                "agent_id", flat=True
+            )
+        )
+        longest_idle = queue.routing_mode != RoutingMode.BROADCAST
+        if longest_idle and pending:
+            return []
+        candidates = [c for c in eligible_agents(escalation=esc, now=now) if c.user_id not in pending]
+        if longest_idle:
+            # One offer at a time per person, whichever business it is for (agency agents).
+            with unscoped("which agents hold a pending offer in any tenant; only their ids leave"):
+                holding_offers = set(
+                    EscalationOffer.objects.filter(
+                        outcome=OfferOutcome.PENDING, agent_id__in=[c.user_id for c in candidates]
+                    ).values_list("agent_id", flat=True)
+                )
+            tried = Counter(EscalationOffer.objects.filter(escalation=esc).values_list("agent_id", flat=True))
+            candidates = sorted(
+                (c for c in candidates if c.user_id not in holding_offers),
+                key=lambda c: (tried[c.user_id], c.idle_since, c.user_id),
+            )[:1]
+        if not candidates:
+            return []
+        expires = now + dt.timedelta(seconds=queue.offer_timeout_seconds)
+        offers = [
+            EscalationOffer.objects.create(
+                tenant_id=esc.tenant_id, escalation=esc, agent_id=c.user_id, offered_at=now, expires_at=expires
+            )
+            for c in candidates
+        ]
+        AgentProfile.objects.filter(user_id__in=[c.user_id for c in candidates]).update(last_offer_at=now)
+        updates: dict = {"state": EscalationState.OFFERED, "offered_at": esc.offered_at or now}
+        if any(c.coverage_mode == CoverageMode.OVERFLOW for c in candidates):
+            updates["overflowed"] = True
+        Escalation.objects.filter(pk=esc.pk, state__in=UNCLAIMED_STATES).update(**updates)
+        for offer in offers:
+            publish(
+                "escalation.offered",
+                {
+                    "escalation_id": esc.pk,
+                    "queue_id": queue.pk,
+                    "agent_id": offer.agent_id,
+                    "expires_at": offer.expires_at,
+                },
+                tenant_id=esc.tenant_id,
+                queue_id=queue.pk,
+                agent_ids=[offer.agent_id],
+            )
+    return offers
+
+
+def waiting_work_route(*, tenant_ids: list[int], now: dt.datetime) -> int:
+    """Offer every unclaimed escalation of these tenants, in order (priority, then longest waiting)."""
+    made = 0
+    for escalation in waiting_work(tenant_ids=tenant_ids, now=now):
+        made += len(escalation_route(escalation=escalation, now=now))
+    return made
+
+
+def escalation_accept(*, escalation_id: int, agent: User, now: dt.datetime) -> Escalation:
+    """Claim an escalation for ``agent``. Exactly one concurrent caller wins.
+
+    Raises ``Escalation.DoesNotExist`` when the escalation is not visible to the agent (another
+    tenant's is indistinguishable from a missing one), ``PermissionDenied`` when the agent may not
+    take it now (skills, presence, capacity, coverage), and ``AlreadyTaken`` for everyone who lost.
+    """
+    escalation = Escalation.objects.select_related("queue", "tenant").get(pk=escalation_id)
+    if escalation.tenant_id not in tenant_access_for_user(agent):
+        raise Escalation.DoesNotExist(f"No escalation {escalation_id}.")
+    if escalation.state not in UNCLAIMED_STATES or escalation.agent_id is not None:
+        raise AlreadyTaken(escalation_id)
+    who = eligibility_of(escalation=escalation, user_id=agent.pk, now=now)
+    if who is None:
+        raise PermissionDenied(
+            "You cannot take this escalation now: check that you are available, have the queue's skills "
+            "and a free slot, and that your agency's coverage applies."
+        )
+    claim: dict = {
+        "state": EscalationState.ACCEPTED,
+        "agent_id": agent.pk,
+        "accepted_at": now,
+        "via_agency_id": who.via_agency_id,
+    }
+    if who.coverage_mode == CoverageMode.OVERFLOW:
+        claim["overflowed"] = True
+    with transaction.atomic():
+        won = Escalation.objects.filter(pk=escalation.pk, state__in=UNCLAIMED_STATES, agent__isnull=True).update(
+            **claim
+        )
+        if won != 1:
+            raise AlreadyTaken(escalation_id)
+        EscalationOffer.objects.filter(
+            escalation_id=escalation.pk, agent_id=agent.pk, outcome=OfferOutcome.PENDING
+        ).update(outcome=OfferOutcome.ACCEPTED, responded_at=now)
+        others = _withdraw_pending(escalation, now=now)
+        AgentProfile.objects.filter(user_id=agent.pk).update(missed_offers_in_a_row=0)
+        publish(
+            "escalation.accepted",
+            {"escalation_id": escalation.pk, "queue_id": escalation.queue_id, "agent_id": agent.pk, "accepted_at": now},
+            tenant_id=escalation.tenant_id,
+            queue_id=escalation.queue_id,
+            agent_ids=[agent.pk],
+        )
+        _publish_withdrawn(escalation, others, reason="taken")
+    escalation.refresh_from_db()
+    return escalation
+
+
+def _withdraw_pending(escalation: Escalation, *, now: dt.datetime) -> list[int]:
+    pending = EscalationOffer.objects.filter(escalation_id=escalation.pk, outcome=OfferOutcome.PENDING)
+    agent_ids = list(pending.values_list("agent_id", flat=True))
+    pending.update(outcome=OfferOutcome.WITHDRAWN, responded_at=now)
+    return agent_ids
+
+
+def _publish_withdrawn(escalation: Escalation, agent_ids: Iterable[int], *, reason: str) -> None:
+    agent_ids = list(agent_ids)
+    if not agent_ids:
+        return
+    publish(
+        "escalation.withdrawn",
+        {"escalation_id": escalation.pk, "queue_id": escalation.queue_id, "reason": reason},
+        tenant_id=escalation.tenant_id,
+        agent_ids=agent_ids,
+    )
+
+
+def _reopen_if_unoffered(escalation_id: int) -> bool:
+    """An offered escalation with no pending offer left goes back to waiting."""
+    has_pending = EscalationOffer.objects.filter(escalation_id=escalation_id, outcome=OfferOutcome.PENDING).exists()
+    if has_pending:
+        return False
+    return bool(
+        Escalation.objects.filter(pk=escalation_id, state=EscalationState.OFFERED).update(state=EscalationState.WAITING)
+    )
+
+
+def escalation_decline(*, escalation: Escalation, agent: User, now: dt.datetime) -> list[EscalationOffer]:
+    """The agent turns the offer down; it goes to the next agent. Returns the new offers."""
+    with transaction.atomic():
+        declined = EscalationOffer.objects.filter(
+            escalation_id=escalation.pk, agent_id=agent.pk, outcome=OfferOutcome.PENDING
+        ).update(outcome=OfferOutcome.DECLINED, responded_at=now)
+        if not declined:
+            return []
+        # Declining is an answer, so it does not count as a missed offer.
+        AgentProfile.objects.filter(user_id=agent.pk).update(missed_offers_in_a_row=0)
+        _reopen_if_unoffered(escalation.pk)
+        return escalation_route(escalation=escalation, now=now)
+
+
+def offers_expire(*, now: dt.datetime) -> int:
+    """Time out due offers in the current scope, re-offer their escalations, and route waiting work.
+
+    An agent who misses ``MISSED_OFFERS_BEFORE_AWAY`` offers in a row is set away. Returns the
+    number of offers timed out.
+    """
+    due = list(
+        EscalationOffer.objects.filter(outcome=OfferOutcome.PENDING, expires_at__lte=now).select_related("escalation")
+    )
+    timed_out = 0
+    touched: dict[int, Escalation] = {}
+    for offer in due:
+        with transaction.atomic():
+            if not EscalationOffer.objects.filter(pk=offer.pk, outcome=OfferOutcome.PENDING).update(
+                outcome=OfferOutcome.TIMED_OUT, responded_at=now
+            ):
+                continue  # another worker got it
+            timed_out += 1
+            AgentProfile.objects.filter(user_id=offer.agent_id).update(
+                missed_offers_in_a_row=F("missed_offers_in_a_row") + 1
+            )
+            missed = (
+                AgentProfile.objects.filter(user_id=offer.agent_id)
+                .values_list("missed_offers_in_a_row", flat=True)
+                .first()
+            )
+            _publish_withdrawn(offer.escalation, [offer.agent_id], reason="timed_out")
+            if missed is not None and missed >= MISSED_OFFERS_BEFORE_AWAY:
+                presence_set(
+                    user=User.objects.get(pk=offer.agent_id),
+                    state=PresenceState.AWAY,
+                    reason=f"missed {missed} offers",
+                    now=now,
+                )
+            _reopen_if_unoffered(offer.escalation_id)
+            touched[offer.escalation_id] = offer.escalation
+    for escalation in touched.values():
+        escalation_route(escalation=escalation, now=now)
+    tenant_ids = current_tenant_ids()
+    if tenant_ids is None:
+        tenant_ids = sorted({e.tenant_id for e in touched.values()})
+    waiting_work_route(tenant_ids=tenant_ids, now=now)
+    return timed_out
+
+
+def offers_withdraw_for_agents(*, agent_ids: Iterable[int], now: dt.datetime) -> int:
+    """Withdraw pending offers to agents who went offline, and offer that work to someone else."""
+    agent_ids = list(agent_ids)
+    offers = list(
+        EscalationOffer.objects.filter(outcome=OfferOutcome.PENDING, agent_id__in=agent_ids).select_related(
+            "escalation"
+        )
+    )
+    withdrawn = 0
+    for offer in offers:
+        with transaction.atomic():
+            if not EscalationOffer.objects.filter(pk=offer.pk, outcome=OfferOutcome.PENDING).update(
+                outcome=OfferOutcome.WITHDRAWN, responded_at=now
+            ):
+                continue
+            withdrawn += 1
+            _publish_withdrawn(offer.escalation, [offer.agent_id], reason="agent_offline")
+            _reopen_if_unoffered(offer.escalation_id)
+        escalation_route(escalation=offer.escalation, now=now)
+    return withdrawn
+
+
+def escalation_connect(*, escalation: Escalation, now: dt.datetime) -> bool:
+    """The agent's leg joined the caller (telephony reports it)."""
+    return bool(
+        Escalation.objects.filter(pk=escalation.pk, state=EscalationState.ACCEPTED).update(
+            state=EscalationState.CONNECTED, connected_at=now
+        )
+    )
+
+
+def escalation_wrap(
+    *, escalation: Escalation, agent: User, disposition: str, notes: str = "", now: dt.datetime | None = None
+) -> Escalation:
+    """The agent finishes the conversation and records how it went."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        done = Escalation.objects.filter(pk=escalation.pk, agent_id=agent.pk, state__in=HELD_STATES).update(
+            state=EscalationState.WRAPPED,
+            wrapped_at=now,
+            ended_at=now,
+            disposition=disposition[:64],
+            notes=notes,
+        )
+        if done != 1:
+            raise PermissionDenied("Only the agent handling this escalation can wrap it up, and only once.")
+        publish(
+            "escalation.wrapped",
+            {
+                "escalation_id": escalation.pk,
+                "queue_id": escalation.queue_id,
+                "agent_id": agent.pk,
+                "disposition": disposition[:64],
+            },
+            tenant_id=escalation.tenant_id,
+            queue_id=escalation.queue_id,
+            agent_ids=[agent.pk],
+        )
+    escalation.refresh_from_db()
+    return escalation
+
+
+def escalation_transfer(*, escalation: Escalation, queue: Queue, now: dt.datetime | None = None) -> Escalation:
+    """Move a live escalation to another queue of the same business; it waits and is routed again."""
+    now = now or timezone.now()
+    if queue.tenant_id != escalation.tenant_id:
+        raise Queue.DoesNotExist("No such queue.")
+    with transaction.atomic():
+        previous_agent = escalation.agent_id
+        moved = Escalation.objects.filter(pk=escalation.pk, state__in=ACTIVE_STATES).update(
+            queue=queue,
+            state=EscalationState.WAITING,
+            agent=None,
+            accepted_at=None,
+            connected_at=None,
+            offered_at=None,
+            via_agency=None,
+        )
+        if not moved:
+            raise AlreadyTaken(escalation.pk)
+        old = Escalation(pk=escalation.pk, tenant_id=escalation.tenant_id, queue_id=escalation.queue_id)
+        withdrawn = _withdraw_pending(escalation, now=now)
+        if previous_agent:
+            withdrawn.append(previous_agent)
+        _publish_withdrawn(old, withdrawn, reason="transferred")
+        escalation.refresh_from_db()
+        publish(
+            "escalation.waiting",
+            _waiting_payload(escalation),
+            tenant_id=escalation.tenant_id,
+            queue_id=queue.pk,
+        )
+        _enqueue_route(escalation)
+    return escalation
+
+
+def escalation_abandon(*, escalation: Escalation, now: dt.datetime | None = None) -> bool:
+    """The caller hung up before or while being helped."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        ended = Escalation.objects.filter(pk=escalation.pk, state__in=ACTIVE_STATES).update(
+            state=EscalationState.ABANDONED, ended_at=now
+        )
+        if not ended:
+            return False
+        notify = _withdraw_pending(escalation, now=now)
+        if escalation.agent_id:
+            notify.append(escalation.agent_id)
+        publish(
+            "escalation.withdrawn",
+            {"escalation_id": escalation.pk, "queue_id": escalation.queue_id, "reason": "abandoned"},
+            tenant_id=escalation.tenant_id,
+            queue_id=escalation.queue_id,
+            agent_ids=notify,
+        )
+    return True
+
+
+# --- presence ----------------------------------------------------------------------------------
+def _publish_presence(presence: Presence) -> None:
+    payload = {
+        "user_id": presence.user_id,
+        "state": presence.state,
+        "reason": presence.reason,
+        "since": presence.since,
+    }
+    tenant_ids = sorted(tenant_access_for_user(presence.user))
+    if not tenant_ids:
+        publish("presence.changed", payload, tenant_id=None, agent_ids=[presence.user_id])
+    for n, tenant_id in enumerate(tenant_ids):
+        publish("presence.changed", payload, tenant_id=tenant_id, agent_ids=[presence.user_id] if n == 0 else ())
+
+
+def presence_set(*, user: User, state: str, reason: str = "", now: dt.datetime | None = None) -> Presence:
+    """Set a person's presence. Becoming available counts as a heartbeat and clears missed offers."""
+    state = PresenceState(state)
+    now = now or timezone.now()
+    with transaction.atomic():
+        presence, created = Presence.objects.select_for_update().get_or_create(
+            user=user, defaults={"state": state, "since": now}
+        )
+        changed = created or presence.state != state
+        if presence.state != state:
+            presence.state = state
+            presence.since = now
+        presence.reason = reason[:200]
+        if state == PresenceState.AVAILABLE:
+            presence.last_heartbeat = now
+            AgentProfile.objects.filter(user_id=user.pk).update(missed_offers_in_a_row=0)
+        elif state == PresenceState.AWAY:
+            AgentProfile.objects.filter(user_id=user.pk).update(missed_offers_in_a_row=0)
+        presence.save()
+        if changed:
+            _publish_presence(presence)
+    return presence
+
+
+def presence_heartbeat(*, user: User, now: dt.datetime) -> Presence:
+    """The console is still open. Does not change the state (an offline person must choose available)."""
+    updated = Presence.objects.filter(user_id=user.pk).update(last_heartbeat=now)
+    if not updated:
+        Presence.objects.get_or_create(
+            user=user, defaults={"state": PresenceState.OFFLINE, "since": now, "last_heartbeat": now}
+        )
+    return Presence.objects.get(user_id=user.pk)
+
+
+def presence_sweep(*, now: dt.datetime) -> list[int]:
+    """People whose console stopped sending heartbeats for 30 s go offline. Returns their user ids."""
+    stale = Presence.objects.exclude(state=PresenceState.OFFLINE).filter(
+        Q(last_heartbeat__lt=now - HEARTBEAT_FRESH) | Q(last_heartbeat__isnull=True)
+    )
+    swept: list[int] = []
+    for presence in stale.select_related("user"):
+        with transaction.atomic():
+            still_stale = Q(last_heartbeat__lt=now - HEARTBEAT_FRESH) | Q(last_heartbeat__isnull=True)
+            if not Presence.objects.filter(still_stale, pk=presence.pk, state=presence.state).update(
+                state=PresenceState.OFFLINE, since=now, reason="no heartbeat for 30 s"
+            ):
+                continue
+            presence.refresh_from_db()
+            _publish_presence(presence)
+            swept.append(presence.user_id)
+    return swept

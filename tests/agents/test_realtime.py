@@ -1,0 +1,112 @@
+"""The realtime door: schemas per event type, groups, and sending only after commit."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from pydantic import ValidationError
+
+from agents import realtime
+from agents.models import PresenceState
+from agents.realtime import SCHEMAS, publish
+from agents.services import escalation_accept, escalation_route, presence_set
+from tenants.scoping import tenant_scope
+from tests.agents.test_routing import TUESDAY_NOON, make_escalation, make_ready
+
+
+@pytest.fixture
+def sent(monkeypatch):
+    calls: list[tuple[list[str], dict]] = []
+    monkeypatch.setattr(realtime, "_send", lambda groups, message: calls.append((groups, message)))
+    return calls
+
+
+def test_publish_sends_only_after_commit(tenant_a, sent, django_capture_on_commit_callbacks):
+    with tenant_scope([tenant_a.id]):
+        with django_capture_on_commit_callbacks(execute=False) as callbacks:
+            escalation = make_escalation(tenant_a, now=TUESDAY_NOON)
+            assert sent == []  # nothing leaves before the transaction commits
+        waiting = [c for c in callbacks if c.__module__ == "agents.realtime"]
+        assert waiting, "escalation_create must publish escalation.waiting on commit"
+        for callback in waiting:
+            callback()
+    groups, message = sent[0]
+    assert groups == [f"tenant.{tenant_a.id}", f"queue.{escalation.queue_id}"]
+    assert message["type"] == "tenant.event"
+    assert message["event"]["type"] == "escalation.waiting"
+    assert message["event"]["escalation_id"] == escalation.pk
+
+
+def test_offer_and_accept_reach_the_agent_group(tenant_a, bob, sent, django_capture_on_commit_callbacks):
+    with tenant_scope([tenant_a.id]):
+        make_ready(bob, now=TUESDAY_NOON)
+        escalation = make_escalation(tenant_a, now=TUESDAY_NOON)
+        with django_capture_on_commit_callbacks(execute=True):
+            escalation_route(escalation=escalation, now=TUESDAY_NOON)
+            escalation_accept(escalation_id=escalation.pk, agent=bob, now=TUESDAY_NOON)
+    types = [(m["event"]["type"], g) for g, m in sent]
+    assert ("escalation.offered", [f"tenant.{tenant_a.id}", f"queue.{escalation.queue_id}", f"agent.{bob.pk}"]) in types
+    assert [t for t, _ in types] == ["escalation.offered", "escalation.accepted"]
+
+
+def test_presence_change_goes_to_each_tenant_of_the_person(tenant_a, nina, sent, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        presence_set(user=nina, state=PresenceState.AVAILABLE, now=TUESDAY_NOON)
+    (groups, message), *_ = sent
+    assert groups == [f"tenant.{tenant_a.id}", f"agent.{nina.pk}"]
+    assert message["event"] == {
+        "type": "presence.changed",
+        "user_id": nina.pk,
+        "state": "available",
+        "reason": "",
+        "since": "2030-01-08T17:00:00Z",
+    }
+
+
+def test_unknown_event_type_and_bad_payload_are_refused(sent):
+    with pytest.raises(ValueError, match="Unknown realtime event type"):
+        publish("escalation.teleported", {}, tenant_id=1)
+    with pytest.raises(ValidationError):
+        publish("escalation.offered", {"escalation_id": 1}, tenant_id=1)
+    with pytest.raises(ValidationError):
+        publish("presence.changed", {"user_id": 1, "state": "asleep", "reason": "", "since": TUESDAY_NOON}, tenant_id=1)
+
+
+def test_every_event_type_has_a_schema():
+    assert set(SCHEMAS) == {
+        "escalation.waiting",
+        "escalation.offered",
+        "escalation.accepted",
+        "escalation.wrapped",
+        "escalation.withdrawn",
+        "presence.changed",
+    }
+
+
+@pytest.mark.django_db
+def test_message_arrives_on_the_channel_layer(django_capture_on_commit_callbacks):
+    """Through the configured layer (in-memory locally, Redis when REDIS_URL is set)."""
+    layer = get_channel_layer()
+    channel = async_to_sync(layer.new_channel)()
+    async_to_sync(layer.group_add)("agent.424242", channel)
+    try:
+        with django_capture_on_commit_callbacks(execute=True):
+            publish(
+                "escalation.offered",
+                {
+                    "escalation_id": 7,
+                    "queue_id": 3,
+                    "agent_id": 424242,
+                    "expires_at": dt.datetime(2030, 1, 1, tzinfo=dt.UTC),
+                },
+                tenant_id=999999,
+                agent_ids=[424242],
+            )
+        message = async_to_sync(layer.receive)(channel)
+    finally:
+        async_to_sync(layer.group_discard)("agent.424242", channel)
+    assert message["event"]["type"] == "escalation.offered"
+    assert message["event"]["expires_at"] == "2030-01-01T00:00:00Z"
