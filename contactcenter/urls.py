@@ -14,6 +14,7 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("api/v1/", include("tenants.api_urls")),
     path("telephony/", include("telephony.urls")),
+    path("", include("agents.urls")),
     path("", include("tenants.urls")),
 ]
 

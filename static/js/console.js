@@ -1,0 +1,331 @@
+// Agent console: one websocket (/ws/console/), state re-read from the server as snapshots.
+// Plain JS, no framework. Every value from the server goes into the DOM via textContent.
+(function () {
+  "use strict";
+
+  var root = document.getElementById("console");
+  if (!root) return;
+
+  var HEARTBEAT_MS = 10000;
+  var EVENT_DEBOUNCE_MS = 250;
+  var MAX_BACKOFF_MS = 30000;
+
+  var socket = null;
+  var backoff = 1000;
+  var heartbeatTimer = null;
+  var snapshotTimer = null;
+  var tickTimer = null;
+  var state = null; // the last snapshot
+  var snapshotAt = 0; // Date.now() when it arrived
+  var seenOffers = {};
+  var drafts = {}; // escalation_id -> {disposition, notes}: kept across re-renders
+
+  var $ = function (id) { return document.getElementById(id); };
+
+  function el(tag, attrs, children) {
+    var node = document.createElement(tag);
+    Object.keys(attrs || {}).forEach(function (key) {
+      var value = attrs[key];
+      if (value === null || value === undefined || value === false) return;
+      if (key === "text") node.textContent = value;
+      else if (key === "className") node.className = value;
+      else if (key.slice(0, 2) === "on") node.addEventListener(key.slice(2), value);
+      else node.setAttribute(key, value === true ? "" : value);
+    });
+    (children || []).forEach(function (child) {
+      if (child === null || child === undefined) return;
+      node.appendChild(typeof child === "string" ? document.createTextNode(child) : child);
+    });
+    return node;
+  }
+
+  function duration(seconds) {
+    seconds = Math.max(0, Math.round(seconds));
+    var m = Math.floor(seconds / 60), s = seconds % 60;
+    return m ? m + " min " + (s < 10 ? "0" : "") + s + " s" : s + " s";
+  }
+
+  function elapsed() { return (Date.now() - snapshotAt) / 1000; }
+
+  function tenantOf(id) {
+    return (state && state.tenants || []).filter(function (t) { return t.id === id; })[0] || {};
+  }
+
+  function announce(text) {
+    var node = $("announcer");
+    node.textContent = "";
+    window.setTimeout(function () { node.textContent = text; }, 50);
+  }
+
+  function showError(message) {
+    var box = $("console-error");
+    box.textContent = message;
+    box.hidden = !message;
+  }
+
+  function setConn(text, ok) {
+    var node = $("conn-status");
+    node.textContent = text;
+    node.className = "conn " + (ok ? "ok" : "down");
+  }
+
+  // --- sending ----------------------------------------------------------------------------------
+  function send(message) {
+    if (socket && socket.readyState === WebSocket.OPEN) {
+      socket.send(JSON.stringify(message));
+      return true;
+    }
+    showError("Not connected; reconnecting. Try again in a moment.");
+    return false;
+  }
+
+  function requestSnapshot() {
+    window.clearTimeout(snapshotTimer);
+    snapshotTimer = window.setTimeout(function () { send({ type: "snapshot" }); }, EVENT_DEBOUNCE_MS);
+  }
+
+  // --- rendering --------------------------------------------------------------------------------
+  function businessBlock(item) {
+    var tenant = tenantOf(item.tenant_id);
+    return el("div", { className: "business" }, [
+      el("p", { className: "business-name", text: item.tenant_name || tenant.name }),
+      tenant.greeting ? el("p", { className: "greeting" }, [el("span", { className: "muted small", text: "Answer with: " }), "\u201c" + tenant.greeting + "\u201d"]) : null,
+      tenant.agent_notes ? el("p", { className: "notes small", text: tenant.agent_notes }) : null
+    ]);
+  }
+
+  function facts(item, extra) {
+    var list = el("dl", { className: "work-facts" });
+    var rows = [
+      ["Reason", item.reason_text || item.reason_code || "\u2013"],
+      ["Queue", item.queue_name],
+      ["Priority", String(item.priority)],
+      ["Waiting", el("span", { "data-wait-base": item.wait_seconds, text: duration(item.wait_seconds) })]
+    ];
+    if (item.place) rows.push(["Place in line", "#" + item.place]);
+    rows = rows.concat(extra || []);
+    rows.forEach(function (row) {
+      list.appendChild(el("div", {}, [el("dt", { text: row[0] }), el("dd", {}, [row[1]])]));
+    });
+    return list;
+  }
+
+  function renderOffers() {
+    var list = $("offers");
+    list.textContent = "";
+    var offers = state.offers || [];
+    $("offers-count").textContent = offers.length ? "(" + offers.length + ")" : "";
+    $("offers-empty").hidden = offers.length > 0;
+    offers.forEach(function (offer) {
+      var id = offer.escalation_id;
+      list.appendChild(el("li", { className: "work offer", "data-escalation-id": id }, [
+        businessBlock(offer),
+        facts(offer, [["Expires in", el("span", { className: "countdown", "data-expires-base": offer.expires_in_seconds, text: duration(offer.expires_in_seconds) })]]),
+        el("div", { className: "actions" }, [
+          el("button", { type: "button", text: "Accept", onclick: function () { send({ type: "offer.accept", escalation_id: id }); } }),
+          el("button", { type: "button", className: "secondary", text: "Decline", onclick: function () { send({ type: "offer.decline", escalation_id: id }); } })
+        ])
+      ]));
+      if (!seenOffers[id]) {
+        seenOffers[id] = true;
+        announce("New call offered for " + offer.tenant_name + ": " + (offer.reason_text || offer.reason_code) + ".");
+      }
+    });
+  }
+
+  function renderWaiting() {
+    var list = $("waiting");
+    list.textContent = "";
+    var items = state.waiting || [];
+    $("waiting-count").textContent = items.length ? "(" + items.length + ")" : "";
+    $("waiting-empty").hidden = items.length > 0;
+    items.forEach(function (item) {
+      var id = item.escalation_id;
+      list.appendChild(el("li", { className: "work priority-" + item.priority, "data-escalation-id": id }, [
+        businessBlock(item),
+        facts(item),
+        el("div", { className: "actions" }, [
+          el("button", { type: "button", className: "secondary small", text: "Take this call", onclick: function () { send({ type: "offer.accept", escalation_id: id }); } })
+        ])
+      ]));
+    });
+  }
+
+  function keyValues(obj) {
+    var keys = Object.keys(obj || {}).filter(function (k) { return obj[k] !== null && obj[k] !== ""; });
+    if (!keys.length) return el("p", { className: "muted small", text: "None captured." });
+    var list = el("dl", { className: "kv" });
+    keys.forEach(function (k) {
+      var v = obj[k];
+      list.appendChild(el("div", {}, [el("dt", { text: k }), el("dd", { text: typeof v === "object" ? JSON.stringify(v) : String(v) })]));
+    });
+    return list;
+  }
+
+  function activeCard(item) {
+    var id = item.escalation_id;
+    var tenant = tenantOf(item.tenant_id);
+    var draft = drafts[id] || (drafts[id] = { disposition: "resolved", notes: "" });
+    var summary = item.summary || {};
+
+    var transcript = el("ol", { className: "transcript" });
+    (item.transcript || []).forEach(function (turn) {
+      if (turn.caller) transcript.appendChild(el("li", { className: "caller" }, [el("span", { className: "who", text: "Caller" }), turn.caller]));
+      if (turn.reply) transcript.appendChild(el("li", { className: "ai" }, [el("span", { className: "who", text: "AI" }), turn.reply]));
+    });
+    if (!transcript.children.length) transcript.appendChild(el("li", { className: "muted", text: "No transcript yet." }));
+
+    var leadFields = {};
+    (item.leads || []).forEach(function (lead) {
+      ["name", "phone", "email"].forEach(function (k) { if (lead[k]) leadFields[k] = lead[k]; });
+      Object.keys(lead.fields || {}).forEach(function (k) { leadFields[k] = lead.fields[k]; });
+    });
+
+    var select = el("select", { id: "disp-" + id, name: "disposition", required: true });
+    select.innerHTML = $("disposition-options").innerHTML; // static, server-rendered options
+    select.value = draft.disposition;
+    select.addEventListener("change", function () { draft.disposition = select.value; });
+    var notes = el("textarea", { id: "notes-" + id, name: "notes", rows: "3", maxlength: "5000" });
+    notes.value = draft.notes;
+    notes.addEventListener("input", function () { draft.notes = notes.value; });
+
+    var wrapForm = el("form", { className: "wrap-form", onsubmit: function (e) {
+      e.preventDefault();
+      send({ type: "escalation.wrap", escalation_id: id, disposition: select.value, notes: notes.value });
+    } }, [
+      el("h4", { text: "Wrap up" }),
+      el("div", { className: "form-row" }, [el("label", { "for": "disp-" + id, text: "Outcome" }), select]),
+      el("div", { className: "form-row" }, [el("label", { "for": "notes-" + id }, ["Notes ", el("span", { className: "optional muted", text: "(optional)" })]), notes]),
+      el("button", { type: "submit", text: "Wrap up" })
+    ]);
+
+    var otherQueues = (tenant.queues || []).filter(function (q) { return q.id !== item.queue_id; });
+    var transferForm = null;
+    if (otherQueues.length) {
+      var qs = el("select", { id: "xfer-" + id, name: "queue_id" }, otherQueues.map(function (q) { return el("option", { value: q.id, text: q.name }); }));
+      transferForm = el("form", { className: "inline-form transfer-form", onsubmit: function (e) {
+        e.preventDefault();
+        send({ type: "escalation.transfer", escalation_id: id, queue_id: parseInt(qs.value, 10) });
+      } }, [el("label", { "for": "xfer-" + id, text: "Transfer to" }), qs, el("button", { type: "submit", className: "secondary small", text: "Transfer" })]);
+    }
+
+    return el("article", { className: "active-call", "data-escalation-id": id, "aria-label": "Call for " + item.tenant_name }, [
+      businessBlock(item),
+      facts(item, [["Caller", item.caller_number || "unknown"], ["Channel", item.channel || ""]]),
+      el("div", { className: "call-grid" }, [
+        el("section", {}, [el("h4", { text: "Transcript" }), transcript]),
+        el("section", {}, [
+          el("h4", { text: "AI summary" }),
+          el("p", { text: (summary.reason_text || "") + (summary.reason_code ? " (" + summary.reason_code + ")" : "") }),
+          summary.intent_path && summary.intent_path.length ? el("p", {}, [el("span", { className: "muted small", text: "Caller wanted: " }), summary.intent_path.join(" \u203a ")]) : null,
+          el("h5", { text: "Details" }), keyValues(summary.slots),
+          summary.last_utterances && summary.last_utterances.length ? el("div", {}, [el("h5", { text: "Last said" }), el("ul", { className: "plain small" }, summary.last_utterances.map(function (u) { return el("li", { text: "\u201c" + u + "\u201d" }); }))]) : null,
+          el("h5", { text: "Lead" }), keyValues(leadFields)
+        ])
+      ]),
+      wrapForm,
+      transferForm
+    ]);
+  }
+
+  function renderActive() {
+    var box = $("active");
+    var focusedId = document.activeElement && document.activeElement.id;
+    box.textContent = "";
+    var items = state.active || [];
+    $("active-empty").hidden = items.length > 0;
+    items.forEach(function (item) { box.appendChild(activeCard(item)); });
+    if (focusedId && $(focusedId)) $(focusedId).focus();
+  }
+
+  function renderPresence() {
+    var p = state.presence || {};
+    var radios = document.querySelectorAll("#presence-form input[name=state]");
+    Array.prototype.forEach.call(radios, function (r) { r.checked = r.value === p.state; });
+  }
+
+  function render() {
+    if (!state) return;
+    renderPresence();
+    renderOffers();
+    renderActive();
+    renderWaiting();
+  }
+
+  function tick() {
+    if (!state) return;
+    var dt = elapsed();
+    Array.prototype.forEach.call(document.querySelectorAll("[data-wait-base]"), function (node) {
+      node.textContent = duration(parseFloat(node.getAttribute("data-wait-base")) + dt);
+    });
+    Array.prototype.forEach.call(document.querySelectorAll("[data-expires-base]"), function (node) {
+      var left = parseFloat(node.getAttribute("data-expires-base")) - dt;
+      node.textContent = left > 0 ? duration(left) : "expired";
+    });
+  }
+
+  // --- receiving --------------------------------------------------------------------------------
+  function onMessage(message) {
+    switch (message.type) {
+      case "snapshot":
+        state = message;
+        snapshotAt = Date.now();
+        render();
+        break;
+      case "ok":
+        showError("");
+        if (message.action === "offer.accept") announce("Call accepted.");
+        if (message.action === "escalation.wrap") { delete drafts[message.escalation_id]; announce("Call wrapped up."); }
+        break;
+      case "error":
+        showError(message.message || "Something went wrong.");
+        announce(message.message || "Error");
+        break;
+      default:
+        // Realtime notifications (escalation.*, presence.changed): re-read the truth.
+        if (message.type === "escalation.offered" && state && message.agent_id === state.me.user_id) {
+          announce("New call offered.");
+        }
+        requestSnapshot();
+    }
+  }
+
+  function wsUrl() {
+    return (location.protocol === "https:" ? "wss://" : "ws://") + location.host + root.getAttribute("data-ws-path");
+  }
+
+  function connect() {
+    setConn("Connecting\u2026", false);
+    socket = new WebSocket(wsUrl());
+    socket.addEventListener("open", function () {
+      backoff = 1000;
+      setConn("Connected", true);
+      // The server sends a snapshot on connect; ask again anyway so nothing missed offline is lost.
+      send({ type: "snapshot" });
+      send({ type: "heartbeat" });
+      window.clearInterval(heartbeatTimer);
+      heartbeatTimer = window.setInterval(function () { send({ type: "heartbeat" }); }, HEARTBEAT_MS);
+    });
+    socket.addEventListener("message", function (e) {
+      try { onMessage(JSON.parse(e.data)); } catch (err) { /* ignore malformed frames */ }
+    });
+    socket.addEventListener("close", function (e) {
+      window.clearInterval(heartbeatTimer);
+      if (e.code === 4401 || e.code === 4403) {
+        setConn("Signed out or no access. Reload the page to sign in again.", false);
+        return;
+      }
+      var wait = backoff + Math.floor(Math.random() * 500);
+      setConn("Disconnected; reconnecting in " + Math.round(wait / 1000) + " s\u2026", false);
+      window.setTimeout(connect, wait);
+      backoff = Math.min(backoff * 2, MAX_BACKOFF_MS);
+    });
+  }
+
+  $("presence-form").addEventListener("change", function (e) {
+    if (e.target && e.target.name === "state") send({ type: "presence.set", state: e.target.value, reason: "" });
+  });
+
+  tickTimer = window.setInterval(tick, 1000);
+  connect();
+})();
