@@ -100,6 +100,11 @@ class Escalation(TenantOwned):
     notes = models.TextField(blank=True)
     via_agency = models.ForeignKey(Agency, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     overflowed = models.BooleanField(default=False)
+    # Voice: the agent's leg dialled into the caller's conversation, and what the waiting caller last heard.
+    dial_attempts = models.PositiveSmallIntegerField(default=0, help_text="Agent legs dialled so far.")
+    agent_leg_uuid = models.CharField(max_length=64, blank=True, help_text="Vonage uuid of the agent's leg.")
+    announced_at = models.DateTimeField(null=True, blank=True, help_text="Last place-in-line announcement.")
+    announced_place = models.PositiveIntegerField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]

@@ -204,6 +204,9 @@ def escalation_accept(*, escalation_id: int, agent: User, now: dt.datetime) -> E
             "You cannot take this escalation now: check that you are available, have the queue's skills "
             "and a free slot, and that your agency's coverage applies."
         )
+    voice_leg = needs_agent_leg(escalation)
+    if voice_leg:
+        agent_endpoint(agent)  # refuses (PermissionDenied) before claiming when the agent cannot be rung
     claim: dict = {
         "state": EscalationState.ACCEPTED,
         "agent_id": agent.pk,
@@ -212,6 +215,8 @@ def escalation_accept(*, escalation_id: int, agent: User, now: dt.datetime) -> E
     }
     if who.coverage_mode == CoverageMode.OVERFLOW:
         claim["overflowed"] = True
+    if voice_leg:
+        claim.update(dial_attempts=F("dial_attempts") + 1, agent_leg_uuid="")
     with transaction.atomic():
         won = Escalation.objects.filter(pk=escalation.pk, state__in=UNCLAIMED_STATES, agent__isnull=True).update(
             **claim
@@ -232,6 +237,8 @@ def escalation_accept(*, escalation_id: int, agent: User, now: dt.datetime) -> E
         )
         _publish_withdrawn(escalation, others, reason="taken")
     escalation.refresh_from_db()
+    if voice_leg:
+        _enqueue_dial(escalation)
     return escalation
 
 
@@ -507,3 +514,101 @@ def presence_sweep(*, now: dt.datetime) -> list[int]:
             _publish_presence(presence)
             swept.append(presence.user_id)
     return swept
+
+
+# --- voice: the agent's leg and the waiting caller ---------------------------------------------------
+AGENT_UNREACHABLE_MESSAGE = (
+    "Add a phone number or a Vonage app user to your agent profile before taking calls: "
+    "we ring you there to connect you to the caller."
+)
+
+
+def needs_agent_leg(escalation: Escalation) -> bool:
+    """A live phone call: accepting it means ringing the agent into the caller's conversation."""
+    conversation = escalation.conversation
+    return conversation.channel == "voice" and bool(conversation.vonage_uuid)
+
+
+def agent_endpoint(agent: User):
+    """Where to ring ``agent`` (PhoneTarget, else AppUserTarget). PermissionDenied with a readable
+    message when the profile has neither (or an unusable phone number)."""
+    from telephony.client import AppUserTarget, PhoneTarget
+    from telephony.ncco import digits_only
+
+    profile = AgentProfile.objects.filter(user_id=agent.pk).first()
+    phone = (profile.phone_number if profile else "").strip()
+    app_user = (profile.app_user if profile else "").strip()
+    if phone and digits_only(phone):
+        return PhoneTarget(phone)
+    if app_user:
+        return AppUserTarget(app_user)
+    if phone:
+        raise PermissionDenied(
+            f"Your agent profile's phone number {phone!r} is not a valid international number "
+            "(e.g. +15555550123); fix it or add a Vonage app user before taking calls."
+        )
+    raise PermissionDenied(AGENT_UNREACHABLE_MESSAGE)
+
+
+def _enqueue_dial(escalation: Escalation) -> None:
+    from agents.tasks import escalation_dial_task
+
+    enqueue_on_commit(
+        escalation_dial_task,
+        tenant_id=escalation.tenant_id,
+        escalation_id=escalation.pk,
+        attempt=escalation.dial_attempts,
+    )
+
+
+def escalation_leg_started(*, escalation: Escalation, attempt: int, leg_uuid: str) -> bool:
+    """Remember the agent's leg of this dial attempt (while the escalation is still accepted)."""
+    return bool(
+        Escalation.objects.filter(
+            pk=escalation.pk, state=EscalationState.ACCEPTED, dial_attempts=attempt, agent_leg_uuid=""
+        ).update(agent_leg_uuid=leg_uuid[:64])
+    )
+
+
+def escalation_requeue(*, escalation: Escalation, now: dt.datetime, attempt: int | None = None) -> bool:
+    """The accepting agent could not be reached (busy, failed, unanswered): the escalation waits again
+    and is routed afresh. With ``attempt``, only that dial attempt's failure counts (a late event of an
+    older attempt changes nothing)."""
+    match = Escalation.objects.filter(pk=escalation.pk, state=EscalationState.ACCEPTED)
+    if attempt is not None:
+        match = match.filter(dial_attempts=attempt)
+    with transaction.atomic():
+        previous_agent = match.values_list("agent_id", flat=True).first()
+        moved = match.update(
+            state=EscalationState.WAITING, agent=None, accepted_at=None, via_agency=None, agent_leg_uuid=""
+        )
+        if not moved:
+            return False
+        escalation.refresh_from_db()
+        if previous_agent:
+            _publish_withdrawn(escalation, [previous_agent], reason="agent_offline")
+        publish(
+            "escalation.waiting",
+            _waiting_payload(escalation),
+            tenant_id=escalation.tenant_id,
+            queue_id=escalation.queue_id,
+        )
+        _enqueue_route(escalation)
+    return True
+
+
+def escalation_expire(*, escalation: Escalation, now: dt.datetime) -> bool:
+    """Nobody took it within the queue's max wait: the escalation ends as expired (the caller is sent
+    to voicemail by ``agents.voice``). Only an unclaimed escalation expires."""
+    with transaction.atomic():
+        ended = Escalation.objects.filter(pk=escalation.pk, state__in=UNCLAIMED_STATES).update(
+            state=EscalationState.EXPIRED, ended_at=now
+        )
+        if not ended:
+            return False
+        _publish_withdrawn(escalation, _withdraw_pending(escalation, now=now), reason="timed_out")
+    return True
+
+
+def escalation_announced(*, escalation: Escalation, place: int, now: dt.datetime) -> None:
+    Escalation.objects.filter(pk=escalation.pk).update(announced_at=now, announced_place=place)

@@ -12,6 +12,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
+from conversations import hooks
 from conversations.models import (
     AppointmentRequest,
     CallEvent,
@@ -110,6 +111,7 @@ def conversation_record_turn(
     last_reason = next(
         (a["reason"] for a in reversed(actions_json) if a.get("reason")), {"code": "", "explanation": ""}
     )
+    transfer_json: dict | None = None
     with transaction.atomic():
         seq = conversation.turn_count + 1
         turn = Turn.objects.create(
@@ -154,6 +156,7 @@ def conversation_record_turn(
                     details=action.get("slots") or {},
                 )
             elif kind == "transfer":
+                transfer_json = action
                 summary = action["summary"]
                 updates.update(
                     status=Status.WAITING,
@@ -166,6 +169,9 @@ def conversation_record_turn(
         Conversation.objects.filter(pk=conversation.pk).update(**updates)
         for key, value in updates.items():
             setattr(conversation, key, value)
+    if transfer_json is not None:
+        # Subscribers (agents) create the escalation once the handover is committed.
+        transaction.on_commit(lambda: hooks.escalated(conversation, transfer_json))
     return turn
 
 
@@ -219,7 +225,11 @@ def call_event_apply(*, conversation: Conversation | None, tenant_id: int, paylo
                 updates["answered_at"] = occurred or timezone.now()
             if STATUS_RANK[status] == 2 and current.ended_at is None:
                 updates.update(_completion(current, status, payload, occurred))
+                # Subscribers (agents) react once the end of the call is committed.
+                transaction.on_commit(lambda: hooks.ended(current))
             Conversation.objects.filter(pk=current.pk).update(**updates)
+            for key, value in updates.items():
+                setattr(current, key, value)
     except IntegrityError:
         return False
     return True

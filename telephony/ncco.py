@@ -676,3 +676,21 @@ def unknown_number_ncco(language: str | None = "en-US") -> list[dict[str, Any]]:
     if text is None:
         lang, text = "en-US", _NOT_IN_SERVICE["en"]
     return render([Talk(text=text, language=lang)])
+
+
+def queue_announcement_ncco(place: int, ctx: VoiceContext) -> list[dict[str, Any]]:
+    """For a caller waiting for a person: their place in line, then back into the same held conversation
+    (ctx.conversation_name, hold music, startOnEnter false so the music plays until an agent's leg joins).
+    Raises ValueError without a conversation name (there is nothing to hold the caller in)."""
+    if not ctx.conversation_name:
+        raise ValueError("VoiceContext.conversation_name is required to hold a caller")
+    if place < 1:
+        raise ValueError("place: must be 1 or more")
+    text = f"You are number {place} in line. Thank you for waiting."
+    hold = Conversation(
+        name=ctx.conversation_name,
+        musicOnHoldUrl=[ctx.hold_music_url] if ctx.hold_music_url else None,
+        startOnEnter=False,
+        endOnExit=False,
+    )
+    return render([*_talks(text, ctx), hold])

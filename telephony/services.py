@@ -13,6 +13,7 @@ from django.templatetags.static import static
 from django.urls import reverse
 from django.utils import timezone
 
+from conversations.hooks import leg_event
 from conversations.models import Conversation
 from conversations.services import (
     call_event_apply,
@@ -182,8 +183,14 @@ def call_input(*, conversation_id: int, payload: dict) -> list[dict]:
     return ncco
 
 
-def call_event(*, payload: dict) -> None:
-    """Status events (started ... completed): applied once, in order, to the conversation."""
+def call_event(*, payload: dict, marker: dict | None = None) -> None:
+    """Status events (started ... completed): applied once, in order, to the conversation.
+
+    Events of a leg we dialled ourselves (an agent joining a caller) carry a marker in their URL and
+    go to whoever subscribed to leg events (agents), not to the caller's conversation.
+    """
+    if marker and marker.get("leg") and leg_event(marker=marker, payload=payload):
+        return
     uuid = str(payload.get("uuid") or "")
     with unscoped("find the conversation a Vonage event belongs to"):
         conversation = Conversation.objects.filter(vonage_uuid=uuid).first() if uuid else None

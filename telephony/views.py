@@ -150,7 +150,7 @@ async def event(request: HttpRequest):
         return denied
     payload = _payload(request)
     try:
-        await sync_to_async(services.call_event)(payload=payload)
+        await sync_to_async(services.call_event)(payload=payload, marker=dict(request.GET.items()))
     except Exception:
         logger.exception("could not apply a call event", extra={"vonage_uuid": payload.get("uuid")})
     return JsonResponse({"ok": True})

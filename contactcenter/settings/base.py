@@ -126,6 +126,7 @@ CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_BEAT_SCHEDULE: dict = {
     "agents-offers-expire": {"task": "agents.tasks.offers_expire", "schedule": 5.0},
     "agents-presence-sweep": {"task": "agents.tasks.presence_sweep", "schedule": 10.0},
+    "agents-queue-announce": {"task": "agents.tasks.queue_announce", "schedule": 30.0},
     "tenants-expire-invitations": {
         "task": "tenants.tasks.invitations_expire",
         "schedule": 3600.0,
