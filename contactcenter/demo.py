@@ -71,4 +71,7 @@ def load_demo() -> bool:
 
     load_flows_demo(dental=dental, plumbing=plumbing)
     load_numbers_demo(dental=dental, plumbing=plumbing)
+    from agents.demo import load_agents_demo
+
+    load_agents_demo()
     return True
