@@ -31,3 +31,6 @@ class EscalationAdmin(ReadOnlyTenantAdmin):
     list_filter = ("state", "overflowed")
     search_fields = ("reason_code", "reason_text")
     date_hierarchy = "created_at"
+
+
+from agents import chat_admin  # noqa: E402,F401  (registers ChatSite)

@@ -55,6 +55,7 @@ from agents.services import (
     presence_heartbeat,
     presence_set,
 )
+from agents.webchat import NotAChat, chat_agent_joined, chat_agent_say
 from conversations.models import Lead, Turn
 from flows.models import Queue
 from tenants.consumers import CLOSE_FORBIDDEN, CLOSE_NOT_FOUND, TenantScopedConsumer, tenant_group
@@ -110,6 +111,10 @@ class TransferMsg(EscalationMsg):
     queue_id: int = Field(gt=0)
 
 
+class ChatSendMsg(EscalationMsg):
+    text: str = Field(min_length=1, max_length=1000)
+
+
 CLIENT_MESSAGES: dict[str, type[_Message]] = {
     "snapshot": SnapshotMsg,
     "heartbeat": HeartbeatMsg,
@@ -118,6 +123,7 @@ CLIENT_MESSAGES: dict[str, type[_Message]] = {
     "offer.decline": EscalationMsg,
     "escalation.wrap": WrapMsg,
     "escalation.transfer": TransferMsg,
+    "chat.send": ChatSendMsg,
 }
 
 
@@ -414,10 +420,26 @@ class ConsoleConsumer(_JsonObjectsOnly, TenantScopedConsumer):
     async def do_offer_accept(self, msg: EscalationMsg) -> dict:
         def run():
             _visible_escalation(msg.escalation_id)
-            return escalation_accept(escalation_id=msg.escalation_id, agent=self.user, now=timezone.now())
+            escalation = escalation_accept(escalation_id=msg.escalation_id, agent=self.user, now=timezone.now())
+            chat_agent_joined(escalation=escalation, agent=self.user)
+            return escalation
 
         escalation = await self.scoped(run)
         return {"type": "ok", "action": "offer.accept", "escalation_id": escalation.pk}
+
+    async def do_chat_send(self, msg: ChatSendMsg) -> dict:
+        """The agent types to a web-chat visitor (only on a chat escalation they hold)."""
+
+        def run():
+            escalation = _visible_escalation(msg.escalation_id)
+            _held_by(escalation, self.user)
+            try:
+                return chat_agent_say(escalation=escalation, agent=self.user, text=msg.text).seq
+            except (NotAChat, ValueError) as exc:
+                raise ConsoleError("invalid", str(exc)) from exc
+
+        seq = await self.scoped(run)
+        return {"type": "ok", "action": "chat.send", "escalation_id": msg.escalation_id, "seq": seq}
 
     async def do_offer_decline(self, msg: EscalationMsg) -> dict:
         def run():

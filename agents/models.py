@@ -146,3 +146,50 @@ class EscalationOffer(TenantOwned):
 
     def __str__(self) -> str:
         return f"Offer of {self.escalation_id} to {self.agent_id} ({self.outcome})"
+
+
+# --- web chat ------------------------------------------------------------------------------------
+def new_chat_public_key() -> str:
+    """The widget's public key: identifies a ChatSite in a script tag; it is public, not a secret."""
+    import secrets
+
+    return "wk_" + secrets.token_urlsafe(18)
+
+
+class ChatSite(TenantOwned):
+    """A website where the business embeds the chat widget; visitors talk to ``flow``'s live version.
+
+    The widget finds its site by ``public_key``; the chat socket only serves pages whose Origin is
+    listed in ``allowed_origins`` (scheme://host[:port], exact match, one per line).
+    """
+
+    flow = models.ForeignKey("flows.Flow", on_delete=models.PROTECT, related_name="chat_sites")
+    title = models.CharField(max_length=100, default="Chat with us", help_text="Shown at the top of the chat panel.")
+    greeting = models.CharField(
+        max_length=500, blank=True, help_text="Optional: replaces the script's first greeting line in the chat."
+    )
+    public_key = models.CharField(max_length=64, unique=True, default=new_chat_public_key, editable=False)
+    allowed_origins = models.TextField(
+        blank=True, help_text="One origin per line, e.g. https://www.example.com (scheme, host and port must match)."
+    )
+    enabled = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["title", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.title} ({self.public_key})"
+
+    def origins(self) -> set[str]:
+        return {line.strip().rstrip("/").lower() for line in (self.allowed_origins or "").splitlines() if line.strip()}
+
+    def clean(self) -> None:
+        super().clean()
+        from django.core.exceptions import ValidationError
+
+        from agents.webchat import origin_problem
+
+        problems = [p for p in (origin_problem(o) for o in self.origins()) if p]
+        if problems:
+            raise ValidationError({"allowed_origins": problems})

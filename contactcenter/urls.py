@@ -15,6 +15,8 @@ urlpatterns = [
     path("api/v1/", include("tenants.api_urls")),
     path("telephony/", include("telephony.urls")),
     path("", include("agents.urls")),
+    path("", include("agents.chat_urls")),
+    path("", include("telephony.page_urls")),
     path("", include("tenants.urls")),
 ]
 

@@ -267,3 +267,20 @@ if _apps.is_installed("agents"):
         )
 
     FACTORIES[Escalation] = make_escalation
+
+
+# --- web chat (agents.chat_admin) ------------------------------------------------------------------
+if _apps.is_installed("agents"):
+    from agents.models import ChatSite
+
+    def make_chat_site(tenant, **extra) -> ChatSite:
+        flow = extra.pop("flow", None) or make_flow(tenant, name=f"Chat flow {Flow.objects.count()}")
+        return ChatSite.objects.create(
+            tenant=tenant,
+            flow=flow,
+            title=extra.pop("title", "Chat with us"),
+            allowed_origins=extra.pop("allowed_origins", "https://www.example.test"),
+            **extra,
+        )
+
+    FACTORIES[ChatSite] = make_chat_site

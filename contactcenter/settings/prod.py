@@ -12,7 +12,10 @@ SITE_URL = env_required("SITE_URL").rstrip("/")
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS") or [SITE_URL]
 env_required("DATABASE_URL")
 REDIS_URL = env_required("REDIS_URL")
-DATABASES["default"]["CONN_MAX_AGE"] = env_int("DB_CONN_MAX_AGE", 60)
+# Under ASGI every request runs in its own thread, so persistent connections pile up until
+# Postgres refuses new clients (measured by bench/voice_turns.py). Open one per request instead, or
+# put pgbouncer in front and raise this.
+DATABASES["default"]["CONN_MAX_AGE"] = env_int("DB_CONN_MAX_AGE", 0)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 
 EMAIL_BACKEND = env("EMAIL_BACKEND", "django.core.mail.backends.smtp.EmailBackend")
