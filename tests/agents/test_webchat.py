@@ -396,3 +396,56 @@ def test_voicemail_and_callback_prompts_offer_to_leave_details():
 
     shown = webchat.messages_for([Voicemail(prompt="Leave a message.", reason=Reason(code="vm", explanation="x"))])
     assert [m["text"] for m in shown] == ["Leave a message.", webchat.LEAVE_DETAILS_TEXT]
+
+
+async def test_the_agent_accepts_and_types_from_the_console_and_the_visitor_sees_it(site, tenant_a, bob):
+    """The real ASGI app: visitor on the public chat socket, agent on the staff console socket."""
+    from contactcenter.asgi import application as asgi_application
+    from tests.tenants.test_websocket_door import session_cookie_for
+
+    @database_sync_to_async
+    def ready():
+        make_ready(bob, now=timezone.now())
+
+    await ready()
+    visitor = WebsocketCommunicator(
+        asgi_application, f"/ws/chat/{site.public_key}/", headers=[(b"origin", ORIGIN.encode())]
+    )
+    connected, _ = await visitor.connect()
+    assert connected
+    await visitor.send_json_to({"type": "start"})
+    await opening(visitor)
+    await say(visitor, "I want to speak to a person")
+    await receive_until(visitor, lambda m: m.get("type") == "status")
+
+    console = WebsocketCommunicator(
+        asgi_application,
+        "/ws/console/",
+        headers=[(b"origin", b"http://127.0.0.1"), (b"cookie", await session_cookie_for(bob))],
+    )
+    connected, _ = await console.connect()
+    assert connected
+
+    @database_sync_to_async
+    def escalation_id():
+        with tenant_scope([tenant_a.id]):
+            return Escalation.objects.get().pk
+
+    eid = await escalation_id()
+    await console.send_json_to({"type": "offer.accept", "escalation_id": eid})
+    await console.send_json_to({"type": "chat.send", "escalation_id": eid, "text": "Hi, this is Bob."})
+    for _ in range(20):
+        reply = await console.receive_json_from(timeout=5)
+        if reply.get("action") == "chat.send":
+            break
+        assert reply.get("type") != "error", reply
+    seen = await receive_until(visitor, lambda m: m.get("from") == "agent")
+    assert seen[-1]["text"] == "Hi, this is Bob."
+    await console.send_json_to({"type": "chat.send", "escalation_id": eid + 999, "text": "nope"})
+    for _ in range(20):
+        reply = await console.receive_json_from(timeout=5)
+        if reply.get("type") == "error":
+            break
+    assert reply["code"] == "not_found"
+    await visitor.disconnect()
+    await console.disconnect()
