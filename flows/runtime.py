@@ -51,9 +51,12 @@ def calendar_fingerprint(tenant: Tenant) -> tuple[str, dict]:
     return hashlib.sha1(json.dumps(data, sort_keys=True).encode()).hexdigest(), data  # noqa: S324 (cache key)
 
 
-def compiled_version(version: FlowVersion) -> CompiledFlow:
-    """The runnable form of a published version, with the tenant's live calendar."""
-    fingerprint, hours = calendar_fingerprint(version.tenant)
+def compiled_version(version: FlowVersion, tenant: Tenant | None = None) -> CompiledFlow:
+    """The runnable form of a published version, with the tenant's live calendar.
+
+    Pass the tenant when the caller already has it loaded (it saves a query on every call turn).
+    """
+    fingerprint, hours = calendar_fingerprint(tenant if tenant is not None else version.tenant)
     key = ("version", version.pk, fingerprint)
     with _lock:
         hit = _cache.get(key)

@@ -37,6 +37,7 @@ class CallContext:
 
     conversation_id: int
     fallback_number: str = ""
+    transcribe: bool = False
 
 
 def base_url() -> str:
@@ -45,26 +46,39 @@ def base_url() -> str:
 
 def _url(name: str, ctx: CallContext) -> str:
     path = reverse(name, args=[ctx.conversation_id])
-    query = urlencode({"fb": ctx.fallback_number}) if ctx.fallback_number else ""
+    params = {"fb": ctx.fallback_number} if ctx.fallback_number else {}
+    if ctx.transcribe:
+        params["tr"] = "1"
+    query = urlencode(params)
     return f"{base_url()}{path}" + (f"?{query}" if query else "")
 
 
 def voice_context(
-    conversation: Conversation, number: PhoneNumber | None, defn_language: str, voice_style
+    conversation: Conversation, number: PhoneNumber | NumberSettings | None, defn_language: str, voice_style
 ) -> VoiceContext:
-    ctx = CallContext(conversation.pk, number.fallback_number if number else "")
+    ctx = CallContext(
+        conversation.pk, number.fallback_number if number else "", bool(number and number.transcribe_voicemail)
+    )
     return VoiceContext(
         language=defn_language,
         voice_style=voice_style,
         input_url=_url("vonage-input", ctx),
         record_url=_url("vonage-recording", ctx),
-        transcription=bool(number and number.transcribe_voicemail),
+        transcription=ctx.transcribe,
         transcription_url=_url("vonage-transcription", ctx),
         hold_music_url=base_url() + static("audio/hold.mp3"),
         conversation_name=f"sb-{conversation.tenant_id}-{conversation.pk}",
         fallback_number=ctx.fallback_number or None,
         from_number=conversation.dialled_number or None,
     )
+
+
+@dataclass(frozen=True)
+class NumberSettings:
+    """The per-number settings a turn needs, as carried in the webhook URL."""
+
+    fallback_number: str = ""
+    transcribe_voicemail: bool = False
 
 
 def number_for(dialled: str) -> PhoneNumber | None:
@@ -103,7 +117,7 @@ def call_answer(*, payload: dict) -> list[dict]:
             vonage_uuid=str(payload.get("uuid") or "") or None,
             vonage_conversation_uuid=str(payload.get("conversation_uuid") or ""),
         )
-        compiled = compiled_version(version)
+        compiled = compiled_version(version, number.tenant)
         ctx = voice_context(conversation, number, compiled.definition.language, compiled.definition.voice_style)
         if not created and conversation.turn_count:
             # Vonage retried the answer webhook: say the opening again rather than starting a second conversation.
@@ -150,8 +164,14 @@ def conversation_for(conversation_id: int) -> Conversation | None:
         return Conversation.objects.select_related("flow_version", "tenant").filter(pk=conversation_id).first()
 
 
-def call_input(*, conversation_id: int, payload: dict) -> list[dict]:
-    """Input webhook: one engine turn on what the caller said or pressed (or their silence)."""
+def call_input(
+    *, conversation_id: int, payload: dict, fallback_number: str = "", transcribe: bool = False
+) -> list[dict]:
+    """Input webhook: one engine turn on what the caller said or pressed (or their silence).
+
+    The number's fallback and voicemail settings ride in the input URL (set at answer), so a turn
+    does not look the number up again: fewer queries on the hot path, and they survive a DB outage.
+    """
     started = time.perf_counter()
     conversation = conversation_for(conversation_id)
     if conversation is None or conversation.flow_version is None:
@@ -160,8 +180,8 @@ def call_input(*, conversation_id: int, payload: dict) -> list[dict]:
     if conversation.vonage_uuid and uuid and uuid != conversation.vonage_uuid:
         raise PermissionError("input for another call leg")
     with tenant_scope([conversation.tenant_id]):
-        number = PhoneNumber.objects.filter(number=conversation.dialled_number).first()
-        compiled = compiled_version(conversation.flow_version)
+        number = NumberSettings(fallback_number=fallback_number, transcribe_voicemail=transcribe)
+        compiled = compiled_version(conversation.flow_version, conversation.tenant)
         ctx = voice_context(conversation, number, compiled.definition.language, compiled.definition.voice_style)
         state = ConversationState.from_json(conversation.state) if conversation.state else None
         if state is None or state.finished:

@@ -111,7 +111,12 @@ async def call_input(request: HttpRequest, conversation_id: int):
     with bound(conversation_id=conversation_id):
         return await _guarded(
             "input",
-            lambda: services.call_input(conversation_id=conversation_id, payload=payload),
+            lambda: services.call_input(
+                conversation_id=conversation_id,
+                payload=payload,
+                fallback_number=fallback_number,
+                transcribe=request.GET.get("tr") == "1",
+            ),
             lambda: services.failure_ncco(fallback_number=fallback_number, conversation_id=conversation_id),
             conversation_id=conversation_id,
         )

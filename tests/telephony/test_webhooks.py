@@ -279,3 +279,13 @@ def test_lead_fields_captured_on_a_call_land_on_a_lead(client, tenant_a, alice):
         booked = conversation.turns.filter(step="ask_name").exists()
     if booked:
         assert leads and leads[0].name == "Jane Doe" and leads[0].phone.endswith("2014455"), texts
+
+
+def test_a_caller_turn_stays_within_its_query_budget(client, line, django_assert_max_num_queries):
+    """The hot path of a call: at most 8 queries per caller turn (BEGIN/COMMIT included)."""
+    first = ncco_of(answer(client))
+    ncco_of(signed_post(client, input_url(first), speech("is there parking")))  # warm the compiled flow
+    with django_assert_max_num_queries(8) as captured:
+        ncco_of(signed_post(client, input_url(first), speech("when are you open")))
+    statements = [q["sql"].split()[0] for q in captured.captured_queries]
+    assert statements.count("SELECT") <= 4, statements
