@@ -12,3 +12,7 @@ class FlowsConfig(AppConfig):
 
         on_tenant_created(create_starter_script)
         onboarding_step(script_step)
+
+        from flows import signals
+
+        signals.connect()

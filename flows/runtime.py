@@ -11,9 +11,12 @@ import dataclasses
 import hashlib
 import json
 import threading
+import uuid
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
+
+from django.core.cache import cache
 
 from flows.definition import BusinessHours, FlowDefinition, from_json
 from flows.engine import CompiledFlow, ConversationState, Event, compile_flow, start, step
@@ -46,9 +49,35 @@ def _understander_for(version_key: str, model_bytes: bytes | None, defn: FlowDef
     return get_model(version_key, lambda: examples)
 
 
+CALENDAR_VERSION_KEY = "flows:calendar-version:{tenant_id}"
+_calendars: dict[int, tuple[str, str, dict]] = {}  # tenant id -> (version, fingerprint, data)
+
+
+def calendar_changed(tenant_id: int) -> None:
+    """Mark a tenant's calendar as changed; every process re-reads it on its next turn."""
+    cache.set(CALENDAR_VERSION_KEY.format(tenant_id=tenant_id), uuid.uuid4().hex, timeout=None)
+
+
 def calendar_fingerprint(tenant: Tenant) -> tuple[str, dict]:
+    """The tenant's hours, holidays and closures, re-read from the database only after they change.
+
+    A turn costs one cache read (shared across processes through the Django cache) instead of
+    three queries; saves and deletes of the calendar models bump the version (flows/apps.py).
+    """
+    key = CALENDAR_VERSION_KEY.format(tenant_id=tenant.id)
+    version = cache.get(key)
+    if version is None:
+        version = uuid.uuid4().hex
+        cache.add(key, version, timeout=None)
+        version = cache.get(key) or version
+    held = _calendars.get(tenant.id)
+    if held is not None and held[0] == version and held[2].get("timezone") == tenant.timezone:
+        return held[1], held[2]
     data = hours_data(tenant)
-    return hashlib.sha1(json.dumps(data, sort_keys=True).encode()).hexdigest(), data  # noqa: S324 (cache key)
+    fingerprint = hashlib.sha1(json.dumps(data, sort_keys=True).encode()).hexdigest()  # noqa: S324 (cache key)
+    with _lock:
+        _calendars[tenant.id] = (version, fingerprint, data)
+    return fingerprint, data
 
 
 def compiled_version(version: FlowVersion, tenant: Tenant | None = None) -> CompiledFlow:
@@ -124,3 +153,4 @@ class _OneAnswer:
 def clear_cache() -> None:
     with _lock:
         _cache.clear()
+        _calendars.clear()

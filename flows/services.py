@@ -360,6 +360,10 @@ def tenant_settings_import(*, tenant: Tenant, defn: FlowDefinition) -> None:
             )
             for c in defn.hours.closures
         )
+        from flows.runtime import calendar_changed  # bulk writes send no signals
+
+        transaction.on_commit(lambda: calendar_changed(tenant.id))
+        calendar_changed(tenant.id)
         queue_names = {defn.policy.default_queue} | {
             s.queue for s in defn.steps if getattr(s, "kind", "") == "escalate" and s.queue
         }

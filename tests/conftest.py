@@ -58,6 +58,18 @@ def pytest_runtest_setup(item):
         service_missing("this test needs Debian's chromium (apt-get install chromium)")
 
 
+@pytest.fixture(autouse=True)
+def _fresh_process_caches():
+    """Ids repeat across tests (rolled back), so per-process caches keyed by id must not leak."""
+    from django.core.cache import cache
+
+    from flows.runtime import clear_cache
+
+    clear_cache()
+    cache.clear()
+    yield
+
+
 @pytest.fixture
 def tenant_a(db):
     return TenantFactory(name="Alpha Dental", slug="alpha-dental")
