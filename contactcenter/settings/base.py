@@ -97,7 +97,12 @@ if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL], "prefix": env("CHANNELS_PREFIX", "switchboard")},
+            # redis-py 8 defaults to a 5 s socket timeout, the same as channels_redis's blocking read:
+            # idle consoles were disconnected (bench/escalation_push.py). Let the blocking read wait.
+            "CONFIG": {
+                "hosts": [{"address": REDIS_URL, "socket_timeout": None}],
+                "prefix": env("CHANNELS_PREFIX", "switchboard"),
+            },
         }
     }
     CACHES = {
