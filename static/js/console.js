@@ -85,11 +85,17 @@
   }
 
   // --- rendering --------------------------------------------------------------------------------
+  // A greeting may say "{agent}" where the agent's own (first) name goes.
+  function greetingFor(tenant) {
+    var name = ((state && state.me && state.me.name) || "").split(" ")[0] || "your name";
+    return tenant.greeting.replace(/\{agent\}/g, name);
+  }
+
   function businessBlock(item) {
     var tenant = tenantOf(item.tenant_id);
     return el("div", { className: "business" }, [
       el("p", { className: "business-name", text: item.tenant_name || tenant.name }),
-      tenant.greeting ? el("p", { className: "greeting" }, [el("span", { className: "muted small", text: "Answer with: " }), "\u201c" + tenant.greeting + "\u201d"]) : null,
+      tenant.greeting ? el("p", { className: "greeting" }, [el("span", { className: "muted small", text: "Answer with: " }), "\u201c" + greetingFor(tenant) + "\u201d"]) : null,
       tenant.agent_notes ? el("p", { className: "notes small", text: tenant.agent_notes }) : null
     ]);
   }
