@@ -175,9 +175,13 @@
     var summary = item.summary || {};
 
     var transcript = el("ol", { className: "transcript" });
+    var chat = item.channel === "chat";
     (item.transcript || []).forEach(function (turn) {
-      if (turn.caller) transcript.appendChild(el("li", { className: "caller" }, [el("span", { className: "who", text: "Caller" }), turn.caller]));
-      if (turn.reply) transcript.appendChild(el("li", { className: "ai" }, [el("span", { className: "who", text: "AI" }), turn.reply]));
+      if (turn.caller) transcript.appendChild(el("li", { className: "caller" }, [el("span", { className: "who", text: chat ? "Visitor" : "Caller" }), turn.caller]));
+      if (turn.reply) {
+        var agentLine = turn.event === "agent";
+        transcript.appendChild(el("li", { className: agentLine ? "agent" : "ai" }, [el("span", { className: "who", text: agentLine ? "Agent" : "AI" }), turn.reply]));
+      }
     });
     if (!transcript.children.length) transcript.appendChild(el("li", { className: "muted", text: "No transcript yet." }));
 
@@ -205,6 +209,19 @@
       el("button", { type: "submit", text: "Wrap up" })
     ]);
 
+    // Web chat: the agent answers the visitor from here; their messages arrive as chat.message events.
+    var chatForm = null;
+    if (chat) {
+      var chatInput = el("input", { type: "text", id: "chat-" + id, name: "text", maxlength: "1000", autocomplete: "off", "aria-label": "Message to the visitor" });
+      chatForm = el("form", { className: "inline-form chat-form", onsubmit: function (e) {
+        e.preventDefault();
+        var text = chatInput.value.trim();
+        if (!text) return;
+        send({ type: "chat.send", escalation_id: id, text: text });
+        chatInput.value = "";
+      } }, [chatInput, el("button", { type: "submit", className: "small", text: "Send" })]);
+    }
+
     var otherQueues = (tenant.queues || []).filter(function (q) { return q.id !== item.queue_id; });
     var transferForm = null;
     if (otherQueues.length) {
@@ -219,7 +236,7 @@
       businessBlock(item),
       facts(item, [["Caller", item.caller_number || "unknown"], ["Channel", item.channel || ""]]),
       el("div", { className: "call-grid" }, [
-        el("section", {}, [el("h4", { text: "Transcript" }), transcript]),
+        el("section", {}, [el("h4", { text: "Transcript" }), transcript, chatForm]),
         el("section", {}, [
           el("h4", { text: "AI summary" }),
           el("p", { text: (summary.reason_text || "") + (summary.reason_code ? " (" + summary.reason_code + ")" : "") }),
@@ -292,6 +309,7 @@
         if (message.type === "escalation.offered" && state && message.agent_id === state.me.user_id) {
           announce("New call offered.");
         }
+        if (message.type === "chat.message") announce("New chat message.");
         requestSnapshot();
     }
   }
