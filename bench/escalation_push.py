@@ -40,7 +40,6 @@ import os
 import platform
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -48,6 +47,8 @@ import threading
 import time
 from collections import Counter, defaultdict
 from pathlib import Path
+
+from _servers import free_port, start_servers, wait_healthy  # noqa: E402 (bench/ is on sys.path)
 
 ROOT = Path(__file__).resolve().parent.parent
 HEARTBEAT_S = 10.0
@@ -185,12 +186,6 @@ def percentiles(values: list[float]) -> dict:
     return {"n": len(ordered), "p50": pick(0.5), "p90": pick(0.9), "p99": pick(0.99), "max": round(ordered[-1], 1)}
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def machine() -> str:
     cpu = platform.machine()
     try:
@@ -293,36 +288,6 @@ def prepare_data(m: int, k: int) -> tuple[int, list[dict]]:
         agents.append({"idx": i, "user_id": user.pk, "session": session.session_key})
     connections.close_all()
     return tenant.id, agents
-
-
-def start_servers(env: dict[str, str], ports: list[int], tmp: Path) -> list[subprocess.Popen]:
-    procs = []
-    for port in ports:
-        log = open(tmp / f"daphne-{port}.log", "wb")  # noqa: SIM115 - closed with the process
-        cmd = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "contactcenter.asgi:application"]
-        procs.append(subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT))
-    return procs
-
-
-def wait_healthy(ports: list[int], procs: list[subprocess.Popen], timeout: float = 60) -> None:
-    import http.client
-
-    deadline = time.monotonic() + timeout
-    for port, proc in zip(ports, procs, strict=True):
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"daphne on port {port} exited with {proc.returncode}")
-            try:
-                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-                conn.request("GET", "/healthz")
-                if conn.getresponse().status == 200:
-                    conn.close()
-                    break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"daphne on port {port} did not become healthy in {timeout:.0f} s")
-            time.sleep(0.25)
 
 
 def stop(procs: list[subprocess.Popen]) -> None:

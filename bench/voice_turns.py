@@ -45,7 +45,6 @@ import random
 import secrets
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -56,6 +55,8 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
+
+from _servers import free_port, start_servers, wait_healthy  # noqa: E402 (bench/ is on sys.path)
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -144,12 +145,6 @@ def percentiles(values: list[float]) -> dict:
 # ---------------------------------------------------------------- environment
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def bench_env(args, tmp: Path, ports: list[int]) -> dict[str, str]:
     prefix = f"switchboard-bench-voice-{os.getpid()}"
     return {
@@ -233,36 +228,6 @@ def prepare_data() -> None:
     from django.db import connections
 
     connections.close_all()
-
-
-def start_servers(env: dict[str, str], ports: list[int], tmp: Path) -> list[subprocess.Popen]:
-    procs = []
-    for port in ports:
-        log = open(tmp / f"daphne-{port}.log", "wb")  # noqa: SIM115 - closed with the process
-        cmd = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "contactcenter.asgi:application"]
-        procs.append(subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT))
-    return procs
-
-
-def wait_healthy(ports: list[int], procs: list[subprocess.Popen], timeout: float = 60) -> None:
-    import http.client
-
-    deadline = time.monotonic() + timeout
-    for port, proc in zip(ports, procs, strict=True):
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"daphne on port {port} exited with {proc.returncode}")
-            try:
-                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-                conn.request("GET", "/healthz")
-                if conn.getresponse().status == 200:
-                    conn.close()
-                    break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"daphne on port {port} did not become healthy in {timeout:.0f} s")
-            time.sleep(0.25)
 
 
 def server_log_counts(tmp: Path) -> dict[str, int]:
