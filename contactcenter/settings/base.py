@@ -196,6 +196,9 @@ STRIPE_SECRET_KEY = env("STRIPE_SECRET_KEY", "")
 STRIPE_WEBHOOK_SECRET = env("STRIPE_WEBHOOK_SECRET", "")
 STRIPE_PRICE_ID = env("STRIPE_PRICE_ID", "")
 
+# --- Web chat: messages per minute accepted for one site (all its visitors, across processes).
+CHAT_SITE_MESSAGES_PER_MINUTE = env_int("CHAT_SITE_MESSAGES_PER_MINUTE", 600)
+
 # --- API.
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
