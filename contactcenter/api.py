@@ -1,4 +1,4 @@
-"""API plumbing shared by every app: the error format and the tenant-scoped base viewset."""
+"""API plumbing shared by every app: the error format (the tenant-scoped base viewset is tenants/drf.py)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from typing import Any
 
 from django.core.exceptions import PermissionDenied
 from django.http import Http404
-from rest_framework import exceptions, status
+from rest_framework import exceptions
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
@@ -60,8 +60,4 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
     return response
 
 
-def json_error(status_code: int, code: str, message: str) -> Response:
-    return Response({"error": {"code": code, "message": message, "fields": []}}, status=status_code)
-
-
-__all__ = ["exception_handler", "json_error", "status"]
+__all__ = ["exception_handler"]

@@ -7,19 +7,16 @@ the draft; Export/Import move a flow as YAML; Simulate runs the draft or any ver
 
 from __future__ import annotations
 
-import datetime as dt
-
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.http import HttpResponse
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
-from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
 from flows import services
-from flows.definition import errors_only, from_json, to_json
+from flows.definition import errors_only
 from flows.forms import STEP_MODELS, BusinessHoursForm, ImportYamlForm, step_form_for
 from flows.models import (
     BusinessHours,
@@ -427,10 +424,3 @@ class ClosureAdmin(TenantModelAdmin):
 @admin.register(EscalationPolicy)
 class EscalationPolicyAdmin(TenantModelAdmin):
     list_display = ("__str__", "default_queue", "max_misunderstandings", "frustration")
-
-
-def _now() -> dt.datetime:
-    return timezone.now()
-
-
-__all__ = ["FlowAdmin", "StepAdmin", "FlowVersionAdmin", "to_json", "from_json"]

@@ -8,7 +8,6 @@ tenants, so scoped querysets, foreign-key choices and lookups only ever see thos
 
 from __future__ import annotations
 
-from django import forms
 from django.contrib import admin
 from django.contrib.admin.forms import AdminAuthenticationForm
 from django.core.exceptions import ValidationError
@@ -163,6 +162,3 @@ class ReadOnlyTenantAdmin(TenantModelAdmin):
 
     def has_change_permission(self, request, obj=None) -> bool:
         return request.user.is_superuser
-
-
-__all__ = ["SwitchboardAdminSite", "TenantModelAdmin", "ReadOnlyTenantAdmin", "forms"]

@@ -13,7 +13,6 @@ from tenants.models import (
     Coverage,
     Membership,
     Role,
-    Tenant,
     User,
 )
 
@@ -88,11 +87,6 @@ def tenant_access_for_api_key(api_key: ApiKey) -> dict[int, TenantAccess]:
 def admin_tenant_ids(access: dict[int, TenantAccess]) -> list[int]:
     """Tenants whose configuration this user may see in the admin: own staff, supervisor or above."""
     return [a.tenant_id for a in access.values() if a.via == "member" and a.allows(Role.SUPERVISOR)]
-
-
-def tenants_for_user(user: User) -> list[Tenant]:
-    ids = list(tenant_access_for_user(user))
-    return list(Tenant.objects.filter(id__in=ids).order_by("name"))
 
 
 def agencies_for_user(user: User, *, minimum_role: str | None = None):
