@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import socket
 import subprocess
 import sys
@@ -46,3 +47,30 @@ def wait_healthy(ports: list[int], procs: list[subprocess.Popen], timeout: float
             if time.monotonic() > deadline:
                 raise RuntimeError(f"daphne on port {port} did not become healthy in {timeout:.0f} s")
             time.sleep(0.25)
+
+
+def prod_env(
+    *, settings_module: str, tmp: Path, port: int, database_url: str, redis_url: str, prefix: str
+) -> dict[str, str]:
+    """Production settings with local, throwaway values for every required secret (loopback only)."""
+    return {
+        "DJANGO_SETTINGS_MODULE": settings_module,
+        "PYTHONPATH": os.pathsep.join([str(tmp), str(ROOT)]),
+        "SECRET_KEY": secrets.token_urlsafe(40),
+        "ALLOWED_HOSTS": "127.0.0.1,localhost",
+        "SITE_URL": f"http://127.0.0.1:{port}",
+        "DATABASE_URL": database_url,
+        "REDIS_URL": redis_url,
+        "CACHE_PREFIX": prefix,
+        "CHANNELS_PREFIX": prefix,
+        "EMAIL_HOST": "localhost",
+        "DEFAULT_FROM_EMAIL": "bench@localhost",
+        "VONAGE_SIGNATURE_SECRET": secrets.token_hex(32),
+        "VONAGE_APPLICATION_ID": "bench-application",
+        "VONAGE_PRIVATE_KEY": "bench-not-a-key",
+        "VONAGE_CLIENT": "fake",
+        "STRIPE_SECRET_KEY": "sk_test_bench",
+        "STRIPE_WEBHOOK_SECRET": "whsec_bench",
+        "SECURE_SSL_REDIRECT": "False",
+        "PYTHONUNBUFFERED": "1",
+    }

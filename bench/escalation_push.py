@@ -38,7 +38,6 @@ import asyncio
 import json
 import os
 import platform
-import secrets
 import signal
 import subprocess
 import sys
@@ -48,7 +47,7 @@ import time
 from collections import Counter, defaultdict
 from pathlib import Path
 
-from _servers import free_port, start_servers, wait_healthy  # noqa: E402 (bench/ is on sys.path)
+from _servers import free_port, prod_env, start_servers, wait_healthy  # noqa: E402 (bench/ is on sys.path)
 
 ROOT = Path(__file__).resolve().parent.parent
 HEARTBEAT_S = 10.0
@@ -224,28 +223,16 @@ def write_settings(args, tmp: Path) -> str:
 
 
 def bench_env(args, db_name: str, ports: list[int], prefix: str, tmp: Path) -> dict[str, str]:
-    return {
-        "DJANGO_SETTINGS_MODULE": write_settings(args, tmp),
-        "PYTHONPATH": os.pathsep.join([str(tmp), str(ROOT)]),
-        "SECRET_KEY": secrets.token_urlsafe(40),
-        "ALLOWED_HOSTS": "127.0.0.1,localhost",
-        "SITE_URL": f"http://127.0.0.1:{ports[0]}",
-        "DATABASE_URL": f"{args.postgres.rstrip('/')}/{db_name}",
-        "REDIS_URL": args.redis,
-        "CACHE_PREFIX": prefix,
-        "CHANNELS_PREFIX": prefix,
-        "EMAIL_HOST": "localhost",
-        "DEFAULT_FROM_EMAIL": "bench@localhost",
-        "VONAGE_SIGNATURE_SECRET": secrets.token_hex(32),
-        "VONAGE_APPLICATION_ID": "bench-application",
-        "VONAGE_PRIVATE_KEY": "bench-not-a-key",
-        "VONAGE_CLIENT": "fake",
-        "STRIPE_SECRET_KEY": "sk_test_bench",
-        "STRIPE_WEBHOOK_SECRET": "whsec_bench",
-        "SECURE_SSL_REDIRECT": "False",
-        "LOG_LEVEL": "WARNING",
-        "PYTHONUNBUFFERED": "1",
-    }
+    env = prod_env(
+        settings_module=write_settings(args, tmp),
+        tmp=tmp,
+        port=ports[0],
+        database_url=f"{args.postgres.rstrip('/')}/{db_name}",
+        redis_url=args.redis,
+        prefix=prefix,
+    )
+    env["LOG_LEVEL"] = "WARNING"
+    return env
 
 
 def admin(args):

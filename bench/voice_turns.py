@@ -42,7 +42,6 @@ import os
 import platform
 import pstats
 import random
-import secrets
 import shutil
 import signal
 import statistics
@@ -56,7 +55,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from _servers import free_port, start_servers, wait_healthy  # noqa: E402 (bench/ is on sys.path)
+from _servers import free_port, prod_env, start_servers, wait_healthy  # noqa: E402 (bench/ is on sys.path)
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -146,34 +145,21 @@ def percentiles(values: list[float]) -> dict:
 
 
 def bench_env(args, tmp: Path, ports: list[int]) -> dict[str, str]:
-    prefix = f"switchboard-bench-voice-{os.getpid()}"
-    return {
-        "DJANGO_SETTINGS_MODULE": "bench_settings",
-        "PYTHONPATH": os.pathsep.join([str(tmp), str(ROOT)]),
-        "SECRET_KEY": secrets.token_urlsafe(40),
-        "ALLOWED_HOSTS": "127.0.0.1,localhost",
-        "SITE_URL": f"http://127.0.0.1:{ports[0]}",
-        "DATABASE_URL": f"{args.postgres.rstrip('/')}/{DB_NAME}",
-        "REDIS_URL": args.redis,
-        "CACHE_PREFIX": prefix,
-        "CHANNELS_PREFIX": prefix,
-        "EMAIL_HOST": "localhost",
-        "DEFAULT_FROM_EMAIL": "bench@localhost",
-        "VONAGE_SIGNATURE_SECRET": secrets.token_hex(32),
-        "VONAGE_APPLICATION_ID": "bench-application",
-        "VONAGE_PRIVATE_KEY": "bench-not-a-key",
-        "VONAGE_CLIENT": "fake",
-        "STRIPE_SECRET_KEY": "sk_test_bench",
-        "STRIPE_WEBHOOK_SECRET": "whsec_bench",
-        "SECURE_SSL_REDIRECT": "False",
-        "PYTHONUNBUFFERED": "1",
-        **({"DB_CONN_MAX_AGE": str(args.conn_max_age)} if args.conn_max_age is not None else {}),
-        **(
+    env = prod_env(
+        settings_module="bench_settings",
+        tmp=tmp,
+        port=ports[0],
+        database_url=f"{args.postgres.rstrip('/')}/{DB_NAME}",
+        redis_url=args.redis,
+        prefix=f"switchboard-bench-voice-{os.getpid()}",
+    )
+    if args.conn_max_age is not None:
+        env["DB_CONN_MAX_AGE"] = str(args.conn_max_age)
+    if args.blas_threads:
+        env.update(
             {name: str(args.blas_threads) for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")}
-            if args.blas_threads
-            else {}
-        ),
-    }
+        )
+    return env
 
 
 def write_settings(tmp: Path) -> None:
