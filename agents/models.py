@@ -15,7 +15,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
-from conversations.models import Conversation
+from conversations.models import Callback, CallbackAttempt, Conversation
 from flows.models import Queue
 from tenants.models import Agency, TenantOwned
 
@@ -76,8 +76,17 @@ HELD_STATES = (EscalationState.ACCEPTED, EscalationState.CONNECTED)
 ACTIVE_STATES = UNCLAIMED_STATES + HELD_STATES
 
 
+class EscalationKind(models.TextChoices):
+    LIVE = "live", "Live contact"
+    CALLBACK = "callback", "Callback"
+
+
 class Escalation(TenantOwned):
-    """A conversation handed to a person: why, where it waits, who took it, how it ended."""
+    """A conversation handed to a person: why, where it waits, who took it, how it ended.
+
+    A due callback attempt is offered as an escalation of kind ``callback`` (same queues, same offers,
+    same claim); its ``created_at`` is the callback's ``place_since`` so it keeps the caller's place.
+    """
 
     conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="escalations")
     queue = models.ForeignKey(Queue, on_delete=models.PROTECT, related_name="escalations")
@@ -105,6 +114,11 @@ class Escalation(TenantOwned):
     agent_leg_uuid = models.CharField(max_length=64, blank=True, help_text="Vonage uuid of the agent's leg.")
     announced_at = models.DateTimeField(null=True, blank=True, help_text="Last place-in-line announcement.")
     announced_place = models.PositiveIntegerField(null=True, blank=True)
+    kind = models.CharField(max_length=16, choices=EscalationKind.choices, default=EscalationKind.LIVE)
+    callback = models.ForeignKey(Callback, null=True, blank=True, on_delete=models.CASCADE, related_name="escalations")
+    callback_attempt = models.OneToOneField(
+        CallbackAttempt, null=True, blank=True, on_delete=models.CASCADE, related_name="escalation"
+    )
 
     class Meta:
         ordering = ["-created_at"]
