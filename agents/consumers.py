@@ -14,12 +14,17 @@ Client -> server (every message may carry an optional ``ref`` echoed in the answ
   {"type": "offer.decline", "escalation_id": 1}
   {"type": "escalation.wrap", "escalation_id": 1, "disposition": "resolved"|..., "notes": ""}
   {"type": "escalation.transfer", "escalation_id": 1, "queue_id": 2}
+  {"type": "voicemail.handle", "voicemail_id": 1}             (marks it handled by you)
+  {"type": "voicemail.callback", "voicemail_id": 1}           (schedules a call back, then handles it)
+  {"type": "callback.dial", "escalation_id": 1}               ("Call back": rings you, then the customer)
+  {"type": "callback.finish", "escalation_id": 1, "outcome": "reached"|"no_answer"|"voicemail"|"wrong_number"
+   |"cancelled", "notes": ""}                                 (records the attempt; no answer retries later)
 
 Server -> client:
   {"type": "snapshot", ...}                                  (on connect, on request, after each action)
-  {"type": "ok", "action": <client type>, "escalation_id"?: 1, "ref"?: ...}
-  {"type": "error", "code": "invalid"|"unknown_type"|"not_found"|"already_taken"|"forbidden"|"no_offer",
-   "message": <readable>, "ref"?: ...}
+  {"type": "ok", "action": <client type>, "escalation_id"?: 1, "voicemail_id"?: 1, "ref"?: ...}
+  {"type": "error", "code": "invalid"|"unknown_type"|"not_found"|"already_taken"|"already_handled"|"forbidden"
+   |"no_offer", "message": <readable>, "ref"?: ...}
   the events of ``agents.realtime`` as published ({"type": "escalation.offered", ...}), once each.
 """
 
@@ -35,9 +40,11 @@ from django.core.exceptions import PermissionDenied
 from django.utils import timezone
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from agents.callbacks import callback_dial, callback_finish
 from agents.models import (
     HELD_STATES,
     Escalation,
+    EscalationKind,
     EscalationOffer,
     OfferOutcome,
     Presence,
@@ -55,8 +62,15 @@ from agents.services import (
     presence_heartbeat,
     presence_set,
 )
+from agents.voicemails import (
+    VoicemailAlreadyHandled,
+    VoicemailError,
+    voicemail_call_back,
+    voicemail_handle,
+    voicemails_for_console,
+)
 from agents.webchat import NotAChat, chat_agent_joined, chat_agent_say
-from conversations.models import Lead, Turn
+from conversations.models import Lead, Turn, Voicemail
 from flows.models import Queue
 from tenants.consumers import CLOSE_FORBIDDEN, CLOSE_NOT_FOUND, TenantScopedConsumer, tenant_group
 from tenants.models import Role, Tenant
@@ -75,6 +89,7 @@ CONSOLE_PRESENCE_STATES: list[tuple[str, str]] = [
 ]
 TAKEN_MESSAGE = "Another agent took this call."
 NOT_FOUND_MESSAGE = "No such escalation (it may belong to a business you do not answer for)."
+VOICEMAIL_NOT_FOUND_MESSAGE = "No such voicemail (it may belong to a business you do not answer for)."
 
 
 # --- client messages -----------------------------------------------------------------------------
@@ -115,6 +130,15 @@ class ChatSendMsg(EscalationMsg):
     text: str = Field(min_length=1, max_length=1000)
 
 
+class VoicemailMsg(_Message):
+    voicemail_id: int = Field(gt=0)
+
+
+class CallbackFinishMsg(EscalationMsg):
+    outcome: Literal["reached", "no_answer", "voicemail", "wrong_number", "cancelled"]
+    notes: str = Field("", max_length=5000)
+
+
 CLIENT_MESSAGES: dict[str, type[_Message]] = {
     "snapshot": SnapshotMsg,
     "heartbeat": HeartbeatMsg,
@@ -124,6 +148,10 @@ CLIENT_MESSAGES: dict[str, type[_Message]] = {
     "escalation.wrap": WrapMsg,
     "escalation.transfer": TransferMsg,
     "chat.send": ChatSendMsg,
+    "voicemail.handle": VoicemailMsg,
+    "voicemail.callback": VoicemailMsg,
+    "callback.dial": EscalationMsg,
+    "callback.finish": CallbackFinishMsg,
 }
 
 
@@ -171,6 +199,27 @@ def _item(escalation: Escalation, now, place: int | None = None) -> dict:
         "waiting_since": _iso(escalation.created_at),
         "wait_seconds": _seconds_since(escalation.created_at, now),
         "place": place,
+        "kind": escalation.kind,
+        "callback": _callback_info(escalation, now) if escalation.kind == EscalationKind.CALLBACK else None,
+    }
+
+
+def _callback_info(escalation: Escalation, now) -> dict:
+    callback = escalation.callback
+    attempt = escalation.callback_attempt
+    return {
+        "callback_id": callback.pk,
+        "phone": callback.phone,
+        "name": callback.name,
+        "due_at": _iso(callback.due_at),
+        "overdue_seconds": _seconds_since(callback.due_at, now),
+        "attempt": attempt.number if attempt else callback.attempts,
+        "max_attempts": callback.max_attempts,
+        "last_outcome": callback.last_outcome,
+        "reason": callback.reason,
+        "agent_leg": attempt.agent_leg_status if attempt else "",
+        "customer_leg": attempt.customer_status if attempt else "",
+        "can_dial": bool(attempt and not attempt.customer_status and attempt.agent_leg_status in ("", "failed")),
     }
 
 
@@ -190,7 +239,9 @@ def console_snapshot(*, user, tenant_ids: list[int], now) -> dict:
     place_of = {w["escalation_id"]: w["place"] for w in waiting}
 
     offers = []
-    for offer in pending_offers_for_agent(agent_id=user.pk).select_related("escalation__tenant", "escalation__queue"):
+    for offer in pending_offers_for_agent(agent_id=user.pk).select_related(
+        "escalation__tenant", "escalation__queue", "escalation__callback", "escalation__callback_attempt"
+    ):
         item = _item(offer.escalation, now, place=place_of.get(offer.escalation_id))
         item.update(
             offer_id=offer.pk,
@@ -203,7 +254,7 @@ def console_snapshot(*, user, tenant_ids: list[int], now) -> dict:
     active = []
     held = (
         Escalation.objects.filter(agent_id=user.pk, state__in=HELD_STATES)
-        .select_related("tenant", "queue", "conversation")
+        .select_related("tenant", "queue", "conversation", "callback", "callback_attempt")
         .order_by("accepted_at", "id")
     )
     for escalation in held:
@@ -243,6 +294,8 @@ def console_snapshot(*, user, tenant_ids: list[int], now) -> dict:
         )
         active.append(item)
 
+    voicemails, voicemails_total = voicemails_for_console(tenant_ids=tenant_ids, now=now)
+
     return {
         "type": "snapshot",
         "now": _iso(now),
@@ -267,6 +320,8 @@ def console_snapshot(*, user, tenant_ids: list[int], now) -> dict:
         "waiting": waiting,
         "offers": offers,
         "active": active,
+        "voicemails": voicemails,
+        "voicemails_total": voicemails_total,
         "dispositions": [{"value": v, "label": label} for v, label in DISPOSITIONS],
     }
 
@@ -277,6 +332,14 @@ def _visible_escalation(escalation_id: int) -> Escalation:
     if escalation is None:
         raise ConsoleError("not_found", NOT_FOUND_MESSAGE)
     return escalation
+
+
+def _visible_voicemail(voicemail_id: int) -> Voicemail:
+    """In this socket's scope; another tenant's id is indistinguishable from a missing one."""
+    voicemail = Voicemail.objects.select_related("conversation").filter(pk=voicemail_id).first()
+    if voicemail is None:
+        raise ConsoleError("not_found", VOICEMAIL_NOT_FOUND_MESSAGE)
+    return voicemail
 
 
 def _held_by(escalation: Escalation, user) -> None:
@@ -379,6 +442,10 @@ class ConsoleConsumer(_JsonObjectsOnly, TenantScopedConsumer):
             await self.send_error("already_taken", TAKEN_MESSAGE, ref)
             await self.send_snapshot()
             return
+        except VoicemailAlreadyHandled as exc:
+            await self.send_error("already_handled", str(exc), ref)
+            await self.send_snapshot()
+            return
         except (Escalation.DoesNotExist, Queue.DoesNotExist):
             await self.send_error("not_found", NOT_FOUND_MESSAGE, ref)
             return
@@ -473,6 +540,79 @@ class ConsoleConsumer(_JsonObjectsOnly, TenantScopedConsumer):
 
         await self.scoped(run)
         return {"type": "ok", "action": "escalation.transfer", "escalation_id": msg.escalation_id}
+
+    async def do_callback_dial(self, msg: EscalationMsg) -> dict:
+        """ "Call back": ring the agent, then bridge the customer (only the agent holding the callback)."""
+
+        def run():
+            _visible_escalation(msg.escalation_id)
+            return callback_dial(escalation_id=msg.escalation_id, agent=self.user, now=timezone.now())
+
+        attempt = await self.scoped(run)
+        return {
+            "type": "ok",
+            "action": "callback.dial",
+            "escalation_id": msg.escalation_id,
+            "ring": attempt.agent_rings,
+        }
+
+    async def do_callback_finish(self, msg: CallbackFinishMsg) -> dict:
+        def run():
+            _visible_escalation(msg.escalation_id)
+            try:
+                return callback_finish(
+                    escalation_id=msg.escalation_id,
+                    agent=self.user,
+                    outcome=msg.outcome,
+                    notes=msg.notes,
+                    now=timezone.now(),
+                )
+            except ValueError as exc:
+                raise ConsoleError("invalid", str(exc)) from exc
+
+        callback = await self.scoped(run)
+        return {
+            "type": "ok",
+            "action": "callback.finish",
+            "escalation_id": msg.escalation_id,
+            "callback_state": callback.state,
+            "due_at": _iso(callback.due_at),
+        }
+
+    async def do_voicemail_handle(self, msg: VoicemailMsg) -> dict:
+        def run():
+            voicemail = _visible_voicemail(msg.voicemail_id)
+            self._may_act_on(voicemail.tenant_id)
+            voicemail_handle(voicemail=voicemail, user=self.user, now=timezone.now())
+
+        await self.scoped(run)
+        return {"type": "ok", "action": "voicemail.handle", "voicemail_id": msg.voicemail_id}
+
+    async def do_voicemail_callback(self, msg: VoicemailMsg) -> dict:
+        def run():
+            voicemail = _visible_voicemail(msg.voicemail_id)
+            self._may_act_on(voicemail.tenant_id)
+            try:
+                return voicemail_call_back(voicemail=voicemail, user=self.user, now=timezone.now())
+            except VoicemailAlreadyHandled:
+                raise
+            except VoicemailError as exc:
+                raise ConsoleError("invalid", str(exc)) from exc
+
+        callback = await self.scoped(run)
+        return {
+            "type": "ok",
+            "action": "voicemail.callback",
+            "voicemail_id": msg.voicemail_id,
+            "callback_id": callback.pk,
+            "due_at": _iso(callback.due_at),
+        }
+
+    def _may_act_on(self, tenant_id: int) -> None:
+        # Handling voicemails is agents' work: every role reaching the console may (kept explicit).
+        access = self.access.get(tenant_id)
+        if access is None or not access.allows(Role.AGENT):
+            raise ConsoleError("forbidden", "You cannot act on this business's voicemails.")
 
 
 # --- the wallboard -------------------------------------------------------------------------------

@@ -126,7 +126,7 @@ class Escalation(TenantOwned):
             # Makes escalation_create idempotent: one live escalation per conversation.
             models.UniqueConstraint(
                 fields=["conversation"],
-                condition=Q(state__in=["waiting", "offered", "accepted", "connected"]),
+                condition=Q(state__in=["waiting", "offered", "accepted", "connected"], kind="live"),
                 name="escalation_one_active_per_conversation",
             )
         ]

@@ -3,8 +3,8 @@
 ``publish(event_type, payload, tenant_id=..., queue_id=..., agent_ids=...)`` validates the payload
 against the event type's schema and sends it to the channel-layer groups ``tenant.<id>``,
 ``queue.<id>`` and ``agent.<user id>`` once the current transaction commits (never before: a
-console must never see an escalation the database does not have). Only ``agents.services`` calls
-it. The layer is at-most-once and only notifies; consoles re-read state from the database.
+console must never see an escalation the database does not have). Only ``agents.services`` and
+``agents.voicemails`` call it. The layer is at-most-once and only notifies; consoles re-read state from the database.
 
 Group messages have ``type: "tenant.event"`` and carry ``event`` = ``{"type": <event type>, ...}``,
 the shape ``tenants.consumers.TenantEventsConsumer.tenant_event`` forwards to browsers.
@@ -64,7 +64,7 @@ class EscalationWrapped(_Event):
 class EscalationWithdrawn(_Event):
     escalation_id: int
     queue_id: int
-    reason: Literal["taken", "abandoned", "transferred", "timed_out", "agent_offline"]
+    reason: Literal["taken", "abandoned", "transferred", "timed_out", "agent_offline", "callback"]
 
 
 class PresenceChanged(_Event):
@@ -74,13 +74,57 @@ class PresenceChanged(_Event):
     since: dt.datetime
 
 
+class VoicemailNew(_Event):
+    voicemail_id: int
+    caller_number: str
+    duration_seconds: int | None
+    created_at: dt.datetime
+
+
+class VoicemailTranscribed(_Event):
+    voicemail_id: int
+
+
+class VoicemailHandled(_Event):
+    voicemail_id: int
+    handled_by: int
+    handled_at: dt.datetime
+    action: Literal["handled", "callback"]
+
+
+class CallbackCallState(_Event):
+    """The agent's view of a callback call: their phone ringing, the customer ringing, bridged, failed."""
+
+    escalation_id: int
+    callback_id: int
+    leg: Literal["agent", "customer"]
+    status: str
+    suggested_outcome: Literal["reached", "no_answer", ""] = ""
+
+
+class CallbackChanged(_Event):
+    """A callback was scheduled again, finished or flagged overdue (supervisors' and agents' lists)."""
+
+    callback_id: int
+    state: str
+    due_at: dt.datetime
+    attempts: int
+    overdue: bool
+    last_outcome: str
+
+
 SCHEMAS: dict[str, type[_Event]] = {
+    "callback.call_state": CallbackCallState,
+    "callback.changed": CallbackChanged,
     "escalation.waiting": EscalationWaiting,
     "escalation.offered": EscalationOffered,
     "escalation.accepted": EscalationAccepted,
     "escalation.wrapped": EscalationWrapped,
     "escalation.withdrawn": EscalationWithdrawn,
     "presence.changed": PresenceChanged,
+    "voicemail.new": VoicemailNew,
+    "voicemail.transcribed": VoicemailTranscribed,
+    "voicemail.handled": VoicemailHandled,
 }
 
 

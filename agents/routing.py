@@ -19,9 +19,8 @@ from dataclasses import dataclass
 from django.db.models import Count
 
 from agents.models import HELD_STATES, AgentProfile, Escalation, Presence, PresenceState
-from flows.definition import BusinessHours as HoursDefinition
 from flows.hours import status_at
-from flows.services import hours_data
+from flows.runtime import tenant_calendar
 from tenants.models import AgencyMembership, Coverage, CoverageMode, Membership, Tenant
 from tenants.scoping import unscoped
 
@@ -39,8 +38,7 @@ class EligibleAgent:
 
 def tenant_is_closed(tenant: Tenant, now: dt.datetime) -> bool:
     """Closed or holiday per the tenant's one calendar (needs the tenant in scope)."""
-    hours = HoursDefinition.model_validate(hours_data(tenant))
-    return status_at(hours, now) != "open"
+    return status_at(tenant_calendar(tenant), now) != "open"
 
 
 def required_skills(escalation: Escalation) -> set[str]:

@@ -13,7 +13,7 @@ def waiting_work(*, tenant_ids: list[int], now: dt.datetime) -> QuerySet[Escalat
     """Unclaimed escalations in the order they should be worked: higher priority, then longest waiting."""
     return (
         Escalation.objects.filter(tenant_id__in=tenant_ids, state__in=UNCLAIMED_STATES, created_at__lte=now)
-        .select_related("queue", "tenant")
+        .select_related("queue", "tenant", "callback", "callback_attempt")
         .order_by("-priority", "created_at", "id")
     )
 
@@ -26,7 +26,8 @@ def wallboard_figures(*, tenant_id: int, now: dt.datetime) -> dict:
     """A supervisor's live figures for one tenant (the tenant must be in scope).
 
     Per queue: unclaimed escalations and the longest wait; today's (in the tenant's time zone)
-    escalations and how many were accepted within the queue's ``service_level_seconds``. The
+    live escalations that arrived in business hours (the tenant's calendar) and how many were accepted
+    within the queue's ``service_level_seconds``. The
     service level is met / (today's escalations minus those still unclaimed and not yet past the
     threshold, since they can still make it), counted in SQL. People: everyone with an agent
     profile who acts for the tenant (members and agents of agencies with active coverage).
@@ -37,8 +38,10 @@ def wallboard_figures(*, tenant_id: int, now: dt.datetime) -> dict:
 
     from django.db.models import Count, F, Min, Q
 
-    from agents.models import HELD_STATES, AgentProfile, Presence, PresenceState
+    from agents.models import HELD_STATES, AgentProfile, EscalationKind, Presence, PresenceState
+    from flows.hours import open_intervals
     from flows.models import Queue
+    from flows.runtime import tenant_calendar
     from tenants.models import AgencyMembership, Coverage, Membership, Tenant
 
     tenant = Tenant.objects.get(pk=tenant_id)
@@ -73,9 +76,17 @@ def wallboard_figures(*, tenant_id: int, now: dt.datetime) -> dict:
                 for q in queues
             ),
         )
+        # The service-level clock runs in business hours only (the tenant's one calendar): live contacts
+        # that arrived while closed are handled by coverage or become callbacks, and are not counted.
+        open_spans = open_intervals(tenant_calendar(tenant), day_start, now)
+        in_hours = functools.reduce(
+            operator.or_, (Q(created_at__gte=s, created_at__lt=e) for s, e in open_spans), Q(pk__in=[])
+        )
         today = {
             row["queue_id"]: row
-            for row in Escalation.objects.filter(tenant_id=tenant_id, created_at__gte=day_start, created_at__lte=now)
+            for row in Escalation.objects.filter(
+                in_hours, tenant_id=tenant_id, kind=EscalationKind.LIVE, created_at__gte=day_start, created_at__lte=now
+            )
             .order_by()
             .values("queue_id")
             .annotate(
@@ -142,9 +153,19 @@ def wallboard_figures(*, tenant_id: int, now: dt.datetime) -> dict:
         )
     order = {s.value: n for n, s in enumerate(PresenceState)}
     agents.sort(key=lambda a: (order.get(a["state"], 9), a["name"].lower()))
+    from conversations.models import Callback, CallbackState
+
+    callbacks = Callback.objects.filter(
+        tenant_id=tenant_id, state__in=(CallbackState.SCHEDULED, CallbackState.QUEUED)
+    ).aggregate(
+        scheduled=Count("id", filter=Q(state=CallbackState.SCHEDULED)),
+        due=Count("id", filter=Q(state=CallbackState.QUEUED)),
+        overdue=Count("id", filter=Q(overdue_at__isnull=False)),
+    )
     return {
         "tenant_id": tenant_id,
         "now": now.isoformat(),
+        "callbacks": callbacks,
         "day_start": day_start.isoformat(),
         "queues": rows,
         "agents": agents,

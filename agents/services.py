@@ -25,6 +25,7 @@ from agents.models import (
     UNCLAIMED_STATES,
     AgentProfile,
     Escalation,
+    EscalationKind,
     EscalationOffer,
     EscalationState,
     OfferOutcome,
@@ -34,7 +35,7 @@ from agents.models import (
 from agents.realtime import publish
 from agents.routing import HEARTBEAT_FRESH, eligibility_of, eligible_agents
 from agents.selectors import waiting_work
-from conversations.models import Conversation
+from conversations.models import Callback, Conversation
 from flows.engine import TransferToQueue
 from flows.models import EscalationPolicy, Queue, RoutingMode
 from tenants.models import CoverageMode, User
@@ -92,7 +93,9 @@ def escalation_create(
     """Record a handover to a person (once per conversation while it is live) and start routing it."""
     action = TransferToQueue.model_validate(transfer_action_json)
     now = now or timezone.now()
-    existing = Escalation.objects.filter(conversation=conversation, state__in=ACTIVE_STATES).first()
+    existing = Escalation.objects.filter(
+        conversation=conversation, state__in=ACTIVE_STATES, kind=EscalationKind.LIVE
+    ).first()
     if existing is not None:
         return existing
     queue = _queue_for(conversation.tenant_id, action.queue)
@@ -112,7 +115,7 @@ def escalation_create(
             )
     except IntegrityError:
         # A concurrent retry of the same webhook created it first.
-        return Escalation.objects.get(conversation=conversation, state__in=ACTIVE_STATES)
+        return Escalation.objects.get(conversation=conversation, state__in=ACTIVE_STATES, kind=EscalationKind.LIVE)
     publish("escalation.waiting", _waiting_payload(escalation), tenant_id=escalation.tenant_id, queue_id=queue.pk)
     _enqueue_route(escalation)
     return escalation
@@ -158,6 +161,9 @@ def escalation_route(*, escalation: Escalation, now: dt.datetime) -> list[Escala
             for c in candidates
         ]
         AgentProfile.objects.filter(user_id__in=[c.user_id for c in candidates]).update(last_offer_at=now)
+        if esc.callback_id:
+            # On-time reporting: when a callback was first put in front of a person.
+            Callback.objects.filter(pk=esc.callback_id, first_offered_at__isnull=True).update(first_offered_at=now)
         updates: dict = {"state": EscalationState.OFFERED, "offered_at": esc.offered_at or now}
         if any(c.coverage_mode == CoverageMode.OVERFLOW for c in candidates):
             updates["overflowed"] = True
@@ -366,6 +372,8 @@ def escalation_wrap(
 ) -> Escalation:
     """The agent finishes the conversation and records how it went."""
     now = now or timezone.now()
+    if escalation.kind == EscalationKind.CALLBACK:
+        raise PermissionDenied("Record how the callback went (reached, no answer, ...) to finish it.")
     with transaction.atomic():
         done = Escalation.objects.filter(pk=escalation.pk, agent_id=agent.pk, state__in=HELD_STATES).update(
             state=EscalationState.WRAPPED,
@@ -525,6 +533,8 @@ AGENT_UNREACHABLE_MESSAGE = (
 
 def needs_agent_leg(escalation: Escalation) -> bool:
     """A live phone call: accepting it means ringing the agent into the caller's conversation."""
+    if escalation.kind != EscalationKind.LIVE:
+        return False  # a callback: the agent presses "Call back" (agents.callbacks)
     conversation = escalation.conversation
     return conversation.channel == "voice" and bool(conversation.vonage_uuid)
 

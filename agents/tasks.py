@@ -118,7 +118,7 @@ def queue_announce_task() -> dict[str, int]:
     now = timezone.now()
     with unscoped("list the tenants with callers waiting for a person"):
         tenant_ids = set(
-            Escalation.objects.filter(state__in=UNCLAIMED_STATES, conversation__channel="voice")
+            Escalation.objects.filter(state__in=UNCLAIMED_STATES, kind="live", conversation__channel="voice")
             .exclude(conversation__vonage_uuid__isnull=True)
             .values_list("tenant_id", flat=True)
             .distinct()
@@ -132,3 +132,125 @@ def queue_announce_task() -> dict[str, int]:
         except Exception:
             logger.exception("queue announcements failed", extra={"tenant_id": tenant_id})
     return totals
+
+
+@shared_task(name="agents.tasks.voicemail_email", base=TenantTask)
+def voicemail_email_task(*, tenant_id: int, voicemail_id: int, wait_for_transcript: bool = False) -> str:
+    """E-mail one voicemail to its business (idempotent: the row is claimed, so it goes out once)."""
+    from agents.voicemails import voicemail_email_send
+
+    return voicemail_email_send(voicemail_id=voicemail_id, now=timezone.now(), wait_for_transcript=wait_for_transcript)
+
+
+@shared_task(name="agents.tasks.voicemail_email_sweep", acks_late=True)
+def voicemail_email_sweep_task() -> dict[str, int]:
+    """Every minute: e-mail voicemails whose transcript did not come within 2 minutes, retry failed sends."""
+    from agents.voicemails import voicemail_email_tenants_due, voicemail_emails_send_due
+
+    now = timezone.now()
+    with unscoped("list the tenants with voicemail e-mails due"):
+        tenant_ids = voicemail_email_tenants_due(now=now)
+    totals: dict[str, int] = {}
+    for tenant_id in tenant_ids:
+        try:
+            with tenant_scope([tenant_id]):
+                for key, value in voicemail_emails_send_due(now=now).items():
+                    totals[key] = totals.get(key, 0) + value
+        except Exception:
+            logger.exception("voicemail e-mail sweep failed", extra={"tenant_id": tenant_id})
+    return totals
+
+
+# --- callbacks -------------------------------------------------------------------------------------------
+@shared_task(name="agents.tasks.callbacks_dispatch", acks_late=True)
+def callbacks_dispatch_task() -> int:
+    """Every minute: claim due callbacks tenant by tenant and offer them to agents; flag overdue ones.
+
+    Due work lives in the database (``Callback.due_at``), never in a Celery ETA: a lost message, a
+    restarted broker or a killed worker only delays a callback until the next run.
+    """
+    from agents.callbacks import callbacks_dispatch, callbacks_flag_overdue
+    from conversations.models import Callback, CallbackState
+
+    now = timezone.now()
+    with unscoped("list the tenants with due or overdue callbacks"):
+        tenant_ids = set(
+            Callback.objects.filter(
+                state__in=(CallbackState.SCHEDULED, CallbackState.QUEUED), due_at__lte=now
+            ).values_list("tenant_id", flat=True)
+        )
+    dispatched = 0
+    for tenant_id in sorted(tenant_ids):
+        try:
+            with tenant_scope([tenant_id]):
+                dispatched += len(callbacks_dispatch(now=now))
+                callbacks_flag_overdue(now=now)
+        except Exception:
+            logger.exception("callback dispatch failed", extra={"tenant_id": tenant_id})
+    return dispatched
+
+
+@shared_task(name="agents.tasks.callbacks_dispatch_tenant", base=TenantTask)
+def callbacks_dispatch_tenant_task(*, tenant_id: int) -> int:
+    """A callback that is due already (asked for while open) is offered now, not on the next minute."""
+    from agents.callbacks import callbacks_dispatch
+
+    return len(callbacks_dispatch(now=timezone.now()))
+
+
+@shared_task(name="agents.tasks.callback_dial", base=TenantTask, bind=True, max_retries=3)
+def callback_dial_task(self, *, tenant_id: int, attempt_id: int, ring: int) -> str | None:
+    """After "Call back": ring the agent, who is then bridged to the customer (one call per attempt and
+    ring: the idempotency key is the attempt's ``dial_key``). Temporary Vonage failures are retried with
+    the same key; otherwise the agent is told and may press "Call back" again."""
+    from django.core.exceptions import PermissionDenied
+
+    from agents.callbacks import callback_dial_failed, callback_dial_run
+    from telephony.client import TelephonyError
+
+    try:
+        return callback_dial_run(attempt_id=attempt_id, ring=ring)
+    except TelephonyError as exc:
+        if exc.retryable and self.request.retries < self.max_retries:
+            retry = self.retry(exc=exc, countdown=2**self.request.retries, throw=False)
+            if self.request.is_eager and retry.sig is not None:
+                retry.sig.apply()
+            return None
+        callback_dial_failed(attempt_id=attempt_id, ring=ring, reason=str(exc))
+    except PermissionDenied as exc:
+        callback_dial_failed(attempt_id=attempt_id, ring=ring, reason=str(exc))
+    return None
+
+
+@shared_task(name="agents.tasks.callback_sms", base=TenantTask, bind=True, max_retries=5)
+def callback_sms_task(self, *, tenant_id: int, callback_id: int) -> str | None:
+    """Text the caller when we will call back (once; temporary Vonage failures retried with backoff)."""
+    from agents.callbacks import callback_sms_send
+    from telephony.client import TelephonyError
+
+    try:
+        return callback_sms_send(callback_id=callback_id)
+    except TelephonyError as exc:
+        if self.request.retries < self.max_retries:
+            retry = self.retry(exc=exc, countdown=5 * 2**self.request.retries, throw=False)
+            if self.request.is_eager and retry.sig is not None:
+                retry.sig.apply()
+        return None
+
+
+@shared_task(name="agents.tasks.escalation_offer_callback", base=TenantTask)
+def escalation_offer_callback_task(*, tenant_id: int, escalation_id: int, source: str) -> bool:
+    """A caller escalated while closed with nobody covering: offer a callback (or voicemail) now."""
+    from agents.models import UNCLAIMED_STATES, Escalation
+    from agents.voice import closed_and_uncovered, offer_callback_to_caller
+
+    escalation = (
+        Escalation.objects.select_related("conversation", "tenant", "queue")
+        .filter(pk=escalation_id, state__in=UNCLAIMED_STATES)
+        .first()
+    )
+    if escalation is None or escalation.conversation.ended_at is not None:
+        return False
+    if not closed_and_uncovered(escalation):
+        return False  # someone came online (or coverage started) meanwhile: the caller keeps waiting
+    return offer_callback_to_caller(escalation=escalation, now=timezone.now(), source=source)

@@ -17,7 +17,7 @@ from django.db import transaction
 from django.urls import reverse
 from django.utils import timezone
 
-from agents.models import UNCLAIMED_STATES, Escalation, EscalationState
+from agents.models import UNCLAIMED_STATES, Escalation, EscalationKind, EscalationState
 from agents.services import (
     agent_endpoint,
     escalation_abandon,
@@ -40,13 +40,26 @@ ANNOUNCE_EVERY = dt.timedelta(seconds=60)
 #: Agent-leg statuses that mean the agent was not reached.
 AGENT_LEG_FAILED = {"busy", "failed", "unanswered", "rejected", "timeout", "cancelled"}
 VOICEMAIL_APOLOGY = "We're sorry, everyone on our team is still busy."
+MAX_WAIT_OFFER = "We're sorry, everyone on our team is still busy."
+AFTER_HOURS_OFFER = "We're closed right now and nobody is available to take your call."
+#: Seconds before a caller who escalated after hours hears the callback offer (the handover line plays first).
+AFTER_HOURS_OFFER_DELAY = 3
 
 
 # --- subscriptions (conversations.hooks) ---------------------------------------------------------------
 def on_conversation_escalated(conversation: Conversation, transfer_action_json: dict) -> None:
-    """The engine handed a conversation to a person: record the escalation (which publishes and routes)."""
+    """The engine handed a conversation to a person: record the escalation (which publishes and routes).
+    A caller who reaches us while closed with nobody covering is offered a callback a moment later (once
+    the handover line has played), instead of waiting on hold for nobody."""
     with tenant_scope([conversation.tenant_id]):
-        escalation_create(conversation=conversation, transfer_action_json=transfer_action_json)
+        escalation = escalation_create(conversation=conversation, transfer_action_json=transfer_action_json)
+        if conversation.channel == "voice" and conversation.vonage_uuid and closed_and_uncovered(escalation):
+            from agents.tasks import escalation_offer_callback_task
+
+            escalation_offer_callback_task.apply_async(
+                kwargs={"tenant_id": escalation.tenant_id, "escalation_id": escalation.pk, "source": "after_hours"},
+                countdown=AFTER_HOURS_OFFER_DELAY,
+            )
 
 
 def on_conversation_ended(conversation: Conversation) -> None:
@@ -55,7 +68,9 @@ def on_conversation_ended(conversation: Conversation) -> None:
     now = timezone.now()
     with tenant_scope([conversation.tenant_id]):
         pending = Escalation.objects.filter(
-            conversation_id=conversation.pk, state__in=(*UNCLAIMED_STATES, EscalationState.ACCEPTED)
+            conversation_id=conversation.pk,
+            state__in=(*UNCLAIMED_STATES, EscalationState.ACCEPTED),
+            kind=EscalationKind.LIVE,
         )
         for escalation in pending:
             leg = escalation.agent_leg_uuid
@@ -157,6 +172,53 @@ def caller_voice_context(conversation: Conversation):
     return voice_context(conversation, number, definition.get("language") or "en-US", definition.get("voice_style"))
 
 
+def closed_and_uncovered(escalation: Escalation, *, now: dt.datetime | None = None) -> bool:
+    """After hours (the tenant's calendar), no agency coverage that answers then, and nobody eligible now:
+    the caller would wait for nobody."""
+    from agents.routing import eligible_agents, tenant_is_closed
+    from conversations.callbacks import policy_for
+    from tenants.models import Coverage, CoverageMode
+
+    now = now or timezone.now()
+    if not policy_for(escalation.tenant_id).offer_after_hours:
+        return False
+    if not tenant_is_closed(escalation.tenant, now):
+        return False
+    if Coverage.objects.filter(
+        tenant_id=escalation.tenant_id, active=True, mode__in=(CoverageMode.ALWAYS, CoverageMode.AFTER_HOURS)
+    ).exists():
+        return False
+    return not eligible_agents(escalation=escalation, now=now)
+
+
+def offer_callback_to_caller(*, escalation: Escalation, now: dt.datetime, source: str, ctx=None) -> bool:
+    """Take a waiting caller out of the queue: offer a callback (press 1) or a voicemail; without a number
+    to call back (withheld) or when the business turned the offer off, straight to voicemail. The
+    escalation expires (nobody took it); if the caller chooses the callback it becomes "callback" and
+    keeps its place (``agents.callbacks.on_callback_scheduled``). Returns True when the caller was moved."""
+    from conversations.callbacks import policy_for
+    from telephony.client import get_voice_client
+    from telephony.ncco import apology_ncco, callback_offer_ncco
+    from telephony.services import callback_choice_url
+
+    conversation = escalation.conversation
+    ctx = ctx or caller_voice_context(conversation)
+    policy = policy_for(escalation.tenant_id)
+    wanted = policy.offer_on_max_wait if source == "max_wait" else policy.offer_after_hours
+    if wanted and conversation.caller_number:
+        message = MAX_WAIT_OFFER if source == "max_wait" else AFTER_HOURS_OFFER
+        url = callback_choice_url(conversation, source=source, fallback_number=ctx.fallback_number or "")
+        ncco = callback_offer_ncco(ctx, message=message, choice_url=url)
+    else:
+        ncco = apology_ncco(ctx, message=VOICEMAIL_APOLOGY, fallback_number="", record_url=ctx.record_url)
+    with transaction.atomic():
+        if not escalation_expire(escalation=escalation, now=now):
+            return False
+        # Inside the transaction: if Vonage refuses, the escalation stays waiting for the next run.
+        get_voice_client().transfer(uuid=conversation.vonage_uuid, ncco=ncco)
+    return True
+
+
 def _hangup_quietly(uuid: str) -> None:
     from telephony.client import get_voice_client
 
@@ -169,7 +231,7 @@ def _hangup_quietly(uuid: str) -> None:
 def waiting_voice_escalations():
     """Unclaimed escalations of live calls in the current scope, in the order they will be served per queue."""
     return (
-        Escalation.objects.filter(state__in=UNCLAIMED_STATES, conversation__channel="voice")
+        Escalation.objects.filter(state__in=UNCLAIMED_STATES, kind=EscalationKind.LIVE, conversation__channel="voice")
         .exclude(conversation__vonage_uuid__isnull=True)
         .exclude(conversation__vonage_uuid="")
         .filter(conversation__ended_at__isnull=True)
@@ -183,7 +245,7 @@ def queue_announce(*, now: dt.datetime) -> dict[str, int]:
     escalation expires); otherwise their place in line, when it changed or a minute has passed.
     Returns counts {"announced": n, "expired": m}."""
     from telephony.client import get_voice_client
-    from telephony.ncco import apology_ncco, queue_announcement_ncco
+    from telephony.ncco import queue_announcement_ncco
 
     client = get_voice_client()
     counts = {"announced": 0, "expired": 0}
@@ -195,14 +257,10 @@ def queue_announce(*, now: dt.datetime) -> dict[str, int]:
             place = places[escalation.queue_id] = places.get(escalation.queue_id, 0) + 1
         try:
             ctx = caller_voice_context(conversation)
-            if expired:
-                # Voicemail for now; offering a callback instead comes in a later issue.
-                ncco = apology_ncco(ctx, message=VOICEMAIL_APOLOGY, fallback_number="", record_url=ctx.record_url)
-                with transaction.atomic():
-                    if escalation_expire(escalation=escalation, now=now):
-                        # Inside the transaction: if Vonage refuses, the escalation stays waiting for the next run.
-                        client.transfer(uuid=conversation.vonage_uuid, ncco=ncco)
-                        counts["expired"] += 1
+            if expired or closed_and_uncovered(escalation, now=now):
+                source = "max_wait" if expired else "after_hours"
+                if offer_callback_to_caller(escalation=escalation, now=now, source=source, ctx=ctx):
+                    counts["expired"] += 1
                 continue
             due = (
                 escalation.announced_place != place

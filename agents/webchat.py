@@ -199,7 +199,9 @@ def transcript_for(conversation: Conversation) -> list[dict]:
 
 def chat_state(conversation: Conversation) -> str:
     """bot | waiting | agent | ended."""
-    escalation = Escalation.objects.filter(conversation_id=conversation.pk, state__in=ACTIVE_STATES).first()
+    escalation = Escalation.objects.filter(
+        conversation_id=conversation.pk, state__in=ACTIVE_STATES, kind="live"
+    ).first()
     if escalation is not None:
         return "agent" if escalation.state in HELD_STATES else "waiting"
     state = ConversationState.from_json(conversation.state) if conversation.state else None
@@ -297,7 +299,9 @@ def chat_visitor_message(*, conversation_id: int, text: str) -> list[dict]:
     started = time.perf_counter()
     conversation = _fresh(conversation_id)
     state = _state_of(conversation)
-    escalation = Escalation.objects.filter(conversation_id=conversation.pk, state__in=ACTIVE_STATES).first()
+    escalation = Escalation.objects.filter(
+        conversation_id=conversation.pk, state__in=ACTIVE_STATES, kind="live"
+    ).first()
     if escalation is not None or state.outcome == "escalated":
         turn = _record(conversation.pk, event_kind="visitor", text=text, state=state, actions=[])
         if escalation is not None and escalation.agent_id and escalation.state in HELD_STATES:

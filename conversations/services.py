@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import logging
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -24,6 +25,8 @@ from conversations.models import (
     Voicemail,
 )
 from flows.engine import ConversationState, actions_to_json
+
+logger = logging.getLogger("switchboard.conversations")
 
 # Vonage call statuses, by how far along a call they are; an event never moves a call backwards.
 STATUS_RANK = {
@@ -155,6 +158,8 @@ def conversation_record_turn(
                     requested_text=(action.get("when") or "")[:100],
                     details=action.get("slots") or {},
                 )
+            elif kind == "offer_callback":
+                _schedule_from_flow(conversation, action)
             elif kind == "transfer":
                 transfer_json = action
                 summary = action["summary"]
@@ -173,6 +178,35 @@ def conversation_record_turn(
         # Subscribers (agents) create the escalation once the handover is committed.
         transaction.on_commit(lambda: hooks.escalated(conversation, transfer_json))
     return turn
+
+
+def _schedule_from_flow(conversation: Conversation, action: dict) -> None:
+    """The flow promised a call back: record it with the conversation's turn (same transaction)."""
+    from conversations.callbacks import CallbackError, callback_schedule
+    from flows.models import Queue
+
+    when = parse_datetime(action["when"]) if action.get("when") else None
+    if when is not None and timezone.is_naive(when):
+        when = None  # the slot parser always gives an aware time; anything else is not a chosen time
+    queue = Queue.objects.filter(tenant_id=conversation.tenant_id, name=action.get("queue") or "").first()
+    summary = action.get("summary") or {}
+    try:
+        callback_schedule(
+            tenant_id=conversation.tenant_id,
+            phone=action.get("phone") or conversation.caller_number,
+            source="flow",
+            conversation=conversation,
+            name=action.get("name") or "",
+            queue=queue,
+            priority=action.get("priority", 5),
+            preference="at" if when else "asap",
+            requested_for=when,
+            reason=summary.get("reason_text", "")[:300] or "Asked for a call back",
+            summary=summary,
+        )
+    except CallbackError as exc:
+        # Chat without a phone slot, or a withheld number: nothing to call. The transcript still shows it.
+        logger.warning("callback not scheduled: %s", exc, extra={"conversation_id": conversation.pk})
 
 
 def _event_time(payload: dict) -> dt.datetime | None:
@@ -269,15 +303,21 @@ def _completion(conversation: Conversation, status: str, payload: dict, occurred
     return updates
 
 
-def voicemail_record(*, conversation: Conversation, payload: dict) -> Voicemail | None:
-    """Store a recording from the record action once (Vonage may deliver the callback again)."""
+def voicemail_record(
+    *, conversation: Conversation, payload: dict, transcript_expected: bool = False
+) -> Voicemail | None:
+    """Store a recording from the record action once (Vonage may deliver the callback again).
+
+    A new voicemail is announced after commit (``hooks.voicemail_recorded``: the consoles, the e-mail);
+    ``transcript_expected`` (the number asked Vonage for a transcription) lets the e-mail wait for it.
+    """
     recording_uuid = str(payload.get("recording_uuid") or "")
     url = str(payload.get("recording_url") or "")
     if not recording_uuid or not url:
         return None
     start = parse_datetime(str(payload.get("start_time") or ""))
     end = parse_datetime(str(payload.get("end_time") or ""))
-    duration = int((end - start).total_seconds()) if start and end else None
+    duration = max(0, int((end - start).total_seconds())) if start and end else None
     voicemail, created = Voicemail.objects.get_or_create(
         recording_uuid=recording_uuid,
         defaults={
@@ -290,8 +330,15 @@ def voicemail_record(*, conversation: Conversation, payload: dict) -> Voicemail 
     )
     if created:
         Conversation.objects.filter(pk=conversation.pk).update(outcome=Outcome.VOICEMAIL)
+        transaction.on_commit(lambda: hooks.voicemail_recorded(voicemail, transcript_expected))
     return voicemail
 
 
 def voicemail_transcript(*, recording_uuid: str, transcript: str) -> None:
-    Voicemail.objects.filter(recording_uuid=recording_uuid).update(transcript=transcript[:10000])
+    """Attach Vonage's transcript to its voicemail; subscribers (the e-mail waits for it) run after commit."""
+    if not recording_uuid:
+        return
+    if Voicemail.objects.filter(recording_uuid=recording_uuid).update(transcript=transcript[:10000]):
+        voicemail = Voicemail.objects.filter(recording_uuid=recording_uuid).first()
+        if voicemail is not None:
+            transaction.on_commit(lambda: hooks.voicemail_transcribed(voicemail))

@@ -495,9 +495,23 @@ class VoicemailStep(_StepBase):
 
 
 class OfferCallbackStep(_StepBase):
+    """Promise a call back. Without ``time_slot`` (or when the caller gave no time) the callback is due as
+    soon as the business opens; with it, at the time the caller chose (moved to the next opening when
+    closed then). The number is ``phone_slot``'s value, else the caller's own number."""
+
     kind: Literal["offer_callback"] = "offer_callback"
     prompt: str
     next: str | None = None
+    time_slot: str | None = None  # a datetime slot asked before this step
+    phone_slot: str | None = None  # a phone slot asked before this step
+    name_slot: str | None = None
+    queue: str | None = None  # None -> policy.default_queue
+    priority: int | None = None  # None -> policy.default_priority
+
+    @field_validator("priority")
+    @classmethod
+    def _prio(cls, v: int | None) -> int | None:
+        return _check_range(v, "priority", 0, 9, " (0 lowest, 9 highest)")
 
 
 class EndStep(_StepBase):
@@ -1007,6 +1021,21 @@ def validate_definition(defn: FlowDefinition, known_queues: set[str] | None = No
         elif isinstance(s, ConditionStep):
             for i, rule in enumerate(s.rules):
                 need_slot(s, rule.slot, f"rules[{i}].slot")
+        elif isinstance(s, OfferCallbackStep):
+            for field, wanted in (("time_slot", {"datetime"}), ("phone_slot", {"phone"}), ("name_slot", None)):
+                slot = getattr(s, field)
+                if not slot:
+                    continue
+                need_slot(s, slot, field)
+                types = slot_types.get(slot, set())
+                if wanted and types and not types <= wanted:
+                    add(
+                        "slot_type_mismatch",
+                        f"{label(s)}: {field} '{slot}' is asked as {', '.join(sorted(types))}; it needs a "
+                        f"{'/'.join(sorted(wanted))} slot. Set slot_type: {sorted(wanted)[0]} on the ask step.",
+                        s.id,
+                        field,
+                    )
 
     # queues
     if known_queues is not None:
@@ -1020,7 +1049,7 @@ def validate_definition(defn: FlowDefinition, known_queues: set[str] | None = No
                 "policy.default_queue",
             )
         for s in defn.steps:
-            if isinstance(s, EscalateStep) and s.queue and s.queue not in known_queues:
+            if isinstance(s, EscalateStep | OfferCallbackStep) and s.queue and s.queue not in known_queues:
                 add(
                     "unknown_queue",
                     f"{label(s)} transfers to queue '{s.queue}', which does not exist. Create the queue or pick one "

@@ -188,9 +188,18 @@ class Voicemail(_Action):
 
 
 class OfferCallback(_Action):
+    """Promise a call back: ``when`` is the chosen time (ISO, None: as soon as the business opens),
+    ``phone`` the number to call (None: the caller's own)."""
+
     type: Literal["offer_callback"] = "offer_callback"
     prompt: str
     slots: dict[str, JsonValue] = Field(default_factory=dict)
+    when: str | None = None
+    phone: str | None = None
+    name: str | None = None
+    queue: str | None = None
+    priority: int = 5
+    summary: EscalationSummary | None = None
 
 
 class HangUp(_Action):
@@ -859,7 +868,7 @@ class _Turn:
                     return
                 step_id = s.next
             elif isinstance(s, OfferCallbackStep):
-                self.actions.append(OfferCallback(prompt=s.prompt, slots=dict(w.slots), reason=arrival))
+                self.actions.append(self.offer_callback(s, arrival))
                 w.outcome = "callback"
                 if not s.next:
                     w.finished = True
@@ -876,6 +885,35 @@ class _Turn:
             "flow_loop",
             f"More than {MAX_AUTO_STEPS} steps ran without asking the caller anything (stopped at '{step_id}')",
             error=True,
+        )
+
+    def offer_callback(self, s: OfferCallbackStep, reason: Reason) -> OfferCallback:
+        w, pol = self.w, self.policy
+
+        def text_slot(name: str | None) -> str | None:
+            value = w.slots.get(name) if name else None
+            return value.strip() if isinstance(value, str) and value.strip() else None
+
+        summary = EscalationSummary(
+            reason_code="callback_requested",
+            reason_text=f"Callback promised at '{s.id}' ({reason.explanation})",
+            intent_path=tuple(w.intent_path),
+            slots=dict(w.slots),
+            last_utterances=tuple(w.recent_utterances[-RECENT_UTTERANCES:]),
+            flow_step=s.id,
+            text=s.prompt,
+            channel=self.event.channel,
+        )
+        return OfferCallback(
+            prompt=s.prompt,
+            slots=dict(w.slots),
+            when=text_slot(s.time_slot),
+            phone=text_slot(s.phone_slot),
+            name=text_slot(s.name_slot),
+            queue=s.queue or pol.default_queue,
+            priority=s.priority if s.priority is not None else pol.default_priority,
+            summary=summary,
+            reason=reason,
         )
 
     def finish_call(self, end: EndStep | None, reason: Reason) -> None:

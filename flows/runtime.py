@@ -154,3 +154,22 @@ def clear_cache() -> None:
     with _lock:
         _cache.clear()
         _calendars.clear()
+
+
+def tenant_calendar(tenant: Tenant) -> BusinessHours:
+    """The tenant's one calendar (weekly hours, holidays, closures, time zone) as the validated model
+    that ``flows.hours`` works on. Cached like the flows' own: a save of any calendar row is seen at once
+    by every process. Routing, callbacks, the service-level clock and reports all read it here."""
+    fingerprint, data = calendar_fingerprint(tenant)
+    key = ("calendar", tenant.id, fingerprint)
+    with _lock:
+        hit = _cache.get(key)
+        if hit is not None:
+            _cache.move_to_end(key)
+            return hit
+    hours = BusinessHours.model_validate(data)
+    with _lock:
+        _cache[key] = hours
+        while len(_cache) > _CACHE_SIZE:
+            _cache.popitem(last=False)
+    return hours

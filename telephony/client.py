@@ -13,26 +13,41 @@ SDK facts this relies on (vonage 4.9 / vonage_voice 1.5 / vonage_http_client 1.5
   with the same body the SDK builds: {"action": "transfer", "destination": {"type": "ncco", "ncco": [...]}}.
 - Errors: `vonage_http_client.errors.HttpRequestError` (and subclasses) carry `.response.status_code`;
   network failures are `requests` exceptions.
+- Recordings: `Voice.download_recording(url, file_path)` only checks that "vonage.com" or "nexmo.com"
+  appears *somewhere* in the URL (so `https://evil.example/?x=nexmo.com` passes, with our JWT attached)
+  and `HttpClient.download_file_stream` passes no timeout and writes to a file. `fetch_recording` does
+  the same authenticated GET (JWT from the SDK's `auth`, the SDK's session and its retrying adapter) but
+  accepts only https Vonage API hosts, follows no redirects, keeps our (connect, read) timeouts and caps
+  the size, returning the bytes.
 """
 
 from __future__ import annotations
 
+import io
 import itertools
 import logging
 import math
+import re
+import struct
 import threading
 import time
+import wave
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar, runtime_checkable
+from urllib.parse import urlsplit
 
-from telephony.ncco import agent_join_ncco, digits_only, render
+from telephony.ncco import agent_join_ncco, callback_bridge_ncco, digits_only, render
 
 logger = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT = 3.0
 READ_TIMEOUT = 7.0
 IDEMPOTENCY_TTL = 24 * 3600
+#: A 300 s voicemail is about 5 MB as mp3 (and 10 MB as 16-bit 8 kHz wav); anything far larger is not ours.
+MAX_RECORDING_BYTES = 50 * 1024 * 1024
+#: Where Vonage serves recordings from: api.nexmo.com, api-us.nexmo.com, api-eu.vonage.com, ...
+RECORDING_HOST = re.compile(r"^api(-[a-z0-9]+)?\.(nexmo|vonage)\.com$")
 
 T = TypeVar("T")
 
@@ -90,6 +105,65 @@ def _agent_ncco(conversation_name: str, end_on_exit: bool) -> list[dict[str, Any
         return agent_join_ncco(conversation_name, end_on_exit=end_on_exit)
     except ValueError as exc:
         raise TelephonyError(f"conversation_name: {exc}", retryable=False) from exc
+
+
+def _bridge_ncco(announce: str, customer_number: str, from_number: str, customer_event_url: str) -> list[dict]:
+    try:
+        return callback_bridge_ncco(
+            announce=announce,
+            customer_number=_phone_digits(customer_number, "customer_number"),
+            from_number=_phone_digits(from_number, "from_number"),
+            customer_event_url=customer_event_url,
+        )
+    except ValueError as exc:
+        raise TelephonyError(f"callback NCCO: {exc}", retryable=False) from exc
+
+
+def check_recording_url(url: str) -> str:
+    """The recording URL if it points at a Vonage API host over https; TelephonyError otherwise.
+
+    We attach our application's JWT to this request, so it must never go anywhere else (SSRF, token leak).
+    """
+    try:
+        parts = urlsplit(str(url or ""))
+        host = (parts.hostname or "").lower()
+        port = parts.port
+    except ValueError:
+        host, port, parts = "", None, None
+    if parts is None or parts.scheme != "https" or not RECORDING_HOST.match(host) or port not in (None, 443):
+        raise TelephonyError(
+            f"fetch_recording: {str(url)[:200]!r} is not a Vonage recording URL (https://api.nexmo.com/... expected)",
+            retryable=False,
+        )
+    if parts.username or parts.password:
+        raise TelephonyError("fetch_recording: credentials in the recording URL are not allowed", retryable=False)
+    return url
+
+
+def _sniff_audio_type(data: bytes, declared: str) -> str:
+    declared = (declared or "").split(";")[0].strip().lower()
+    if declared.startswith("audio/"):
+        return declared
+    if data[:4] == b"RIFF" and data[8:12] == b"WAVE":
+        return "audio/wav"
+    if data[:3] == b"ID3" or (len(data) > 1 and data[0] == 0xFF and data[1] & 0xE0 == 0xE0):
+        return "audio/mpeg"
+    if data[:4] == b"OggS":
+        return "audio/ogg"
+    return "application/octet-stream"
+
+
+def tone_wav(*, seconds: float = 1.0, frequency: float = 440.0, rate: int = 8000) -> bytes:
+    """A short valid WAV (16-bit mono sine tone): what the fake client serves as every recording."""
+    frames = int(seconds * rate)
+    samples = (int(12000 * math.sin(2 * math.pi * frequency * n / rate)) for n in range(frames))
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(rate)
+        out.writeframes(b"".join(struct.pack("<h", s) for s in samples))
+    return buffer.getvalue()
 
 
 def _endpoint(to: Endpoint | str) -> Endpoint:
@@ -192,11 +266,25 @@ class VoiceClient(Protocol):
         event_url: str,
     ) -> CallResult: ...
 
+    def call_agent_then_customer(
+        self,
+        *,
+        idempotency_key: str,
+        to: Endpoint | str,
+        from_number: str,
+        customer_number: str,
+        announce: str,
+        event_url: str,
+        customer_event_url: str,
+    ) -> CallResult: ...
+
     def transfer(self, *, uuid: str, ncco: list[dict[str, Any]]) -> None: ...
 
     def hangup(self, *, uuid: str) -> None: ...
 
     def send_sms(self, *, idempotency_key: str, to: str, from_: str, text: str) -> MessageResult: ...
+
+    def fetch_recording(self, url: str) -> tuple[bytes, str]: ...
 
 
 def _sms_sender(from_: str) -> str:
@@ -241,6 +329,44 @@ class VonageVoiceClient:
         self._once = _KeyedOnce(idempotency_store or InMemoryIdempotencyStore(), idempotency_ttl)
 
     # -- helpers
+
+    def call_agent_then_customer(
+        self,
+        *,
+        idempotency_key: str,
+        to: Endpoint | str,
+        from_number: str,
+        customer_number: str,
+        announce: str,
+        event_url: str,
+        customer_event_url: str,
+    ) -> CallResult:
+        """A callback: ring the agent (phone or app user); when they answer they hear who is being called and
+        the customer is dialled and bridged (``callback_bridge_ncco``)."""
+        target = _endpoint(to)
+        from_digits = _phone_digits(from_number, "from_number")
+        ncco = _bridge_ncco(announce, customer_number, from_number, customer_event_url)
+        if isinstance(target, PhoneTarget):
+            to_json = {"type": "phone", "number": _phone_digits(target.number, "to")}
+        else:
+            to_json = {"type": "app", "user": target.user}
+        body = {
+            "to": [to_json],
+            "from": {"type": "phone", "number": from_digits},
+            "ncco": ncco,
+            "event_url": [event_url],
+            "event_method": "POST",
+        }
+
+        def op() -> CallResult:
+            http = self.vonage.voice.http_client
+            data = self._call("create_call", lambda: http.post(http.api_host, "/v1/calls", body))
+            if not isinstance(data, dict) or not data.get("uuid"):
+                raise TelephonyError(f"create_call: unexpected response {data!r}", retryable=False)
+            return CallResult(uuid=str(data["uuid"]), status=str(data.get("status", "started")))
+
+        result, _ = self._once.run("call", idempotency_key, op)
+        return result
 
     def _call(self, what: str, op: Callable[[], T]) -> T:
         try:
@@ -317,6 +443,35 @@ class VonageVoiceClient:
 
         result, _ = self._once.run("sms", idempotency_key, op)
         return result
+
+    def fetch_recording(self, url: str) -> tuple[bytes, str]:
+        """Download a recording (authenticated GET with our JWT). Returns (bytes, content type)."""
+        url = check_recording_url(url)
+        http = self.vonage.voice.http_client
+
+        def op() -> tuple[bytes, str]:
+            headers = {"User-Agent": http.user_agent, "Authorization": http.auth.create_jwt_auth_string()}
+            # The SDK's own session (its retrying adapter); never follow a redirect with our token.
+            with http._session.request(
+                method="GET", url=url, headers=headers, timeout=self.timeout, stream=True, allow_redirects=False
+            ) as response:
+                if response.status_code != 200:
+                    http._parse_response(response)  # raises HttpRequestError & co. for 4xx/5xx
+                    raise TelephonyError(
+                        f"fetch_recording: Vonage answered {response.status_code}",
+                        retryable=False,
+                        status_code=response.status_code,
+                    )
+                chunks, size = [], 0
+                for chunk in response.iter_content(chunk_size=64 * 1024):
+                    size += len(chunk)
+                    if size > MAX_RECORDING_BYTES:
+                        raise TelephonyError("fetch_recording: the recording is larger than expected", False)
+                    chunks.append(chunk)
+                data = b"".join(chunks)
+                return data, _sniff_audio_type(data, response.headers.get("Content-Type", ""))
+
+        return self._call("fetch_recording", op)
 
 
 def _map_error(what: str, exc: Exception) -> TelephonyError:
@@ -409,6 +564,31 @@ class FakeVoiceClient:
         }
         return self._keyed("call", idempotency_key, record, lambda: CallResult(self._next_uuid(1), "started"))
 
+    def call_agent_then_customer(
+        self,
+        *,
+        idempotency_key: str,
+        to: Endpoint | str,
+        from_number: str,
+        customer_number: str,
+        announce: str,
+        event_url: str,
+        customer_event_url: str,
+    ) -> CallResult:
+        target = _endpoint(to)
+        if isinstance(target, PhoneTarget):
+            target = PhoneTarget(_phone_digits(target.number, "to"))
+        record = {
+            "method": "call_agent_then_customer",
+            "idempotency_key": idempotency_key,
+            "to": target,
+            "from_number": _phone_digits(from_number, "from_number"),
+            "customer_number": _phone_digits(customer_number, "customer_number"),
+            "event_url": event_url,
+            "ncco": _bridge_ncco(announce, customer_number, from_number, customer_event_url),
+        }
+        return self._keyed("call", idempotency_key, record, lambda: CallResult(self._next_uuid(3), "started"))
+
     def transfer(self, *, uuid: str, ncco: list[dict[str, Any]]) -> None:
         with self._lock:
             try:
@@ -434,6 +614,15 @@ class FakeVoiceClient:
             "text": text,
         }
         return self._keyed("sms", idempotency_key, record, lambda: MessageResult(self._next_uuid(2)))
+
+    def fetch_recording(self, url: str) -> tuple[bytes, str]:
+        """One second of a 440 Hz tone as audio/wav, for any Vonage recording URL (others are refused)."""
+        with self._lock:
+            record = {"method": "fetch_recording", "url": url}
+            check_recording_url(url)
+            self._maybe_fail(record)
+            self.calls.append(record)
+        return tone_wav(), "audio/wav"
 
 
 # ---------------------------------------------------------------- configuration

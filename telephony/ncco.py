@@ -618,6 +618,26 @@ def agent_join_ncco(conversation_name: str, *, end_on_exit: bool = True) -> list
     )
 
 
+def callback_bridge_ncco(
+    *, announce: str, customer_number: str, from_number: str, customer_event_url: str, timeout: int = 45
+) -> list[dict[str, Any]]:
+    """The agent's leg of a callback: tell the agent who is being called, then ring the customer and bridge
+    them (the customer is dialled only once the agent has answered). Raises ValueError for bad numbers."""
+    return render(
+        [
+            {"action": "talk", "text": announce},
+            {
+                "action": "connect",
+                "from": from_number,
+                "endpoint": [{"type": "phone", "number": customer_number}],
+                "timeout": timeout,
+                "eventUrl": [customer_event_url],
+                "eventMethod": "POST",
+            },
+        ]
+    )
+
+
 APOLOGY_TEXT = "We're sorry, something went wrong on our side."
 _LAST_RESORT: list[dict[str, Any]] = [
     {"action": "talk", "text": "We're sorry, something went wrong. Please call again later. Goodbye."}
@@ -676,6 +696,28 @@ def unknown_number_ncco(language: str | None = "en-US") -> list[dict[str, Any]]:
     if text is None:
         lang, text = "en-US", _NOT_IN_SERVICE["en"]
     return render([Talk(text=text, language=lang)])
+
+
+CALLBACK_OFFER_CHOICES = (
+    "To keep your place and get a call back at the number you are calling from, press 1. "
+    "To leave a message instead, press 2."
+)
+
+
+def callback_offer_ncco(ctx: VoiceContext, *, message: str, choice_url: str) -> list[dict[str, Any]]:
+    """Offer a waiting caller a callback (press 1) or a voicemail (press 2); the keypress (or silence) goes to
+    ``choice_url``. Speech is listened for too ("call me back", "message") so nobody is stuck on a keypad."""
+    prompt = f"{message} {CALLBACK_OFFER_CHOICES}"
+    choice = Input(
+        type=["dtmf", "speech"],
+        dtmf=DtmfSettings(maxDigits=1, timeOut=8),
+        speech=SpeechSettings(
+            language=ctx.language, endOnSilence=1.0, startTimeout=8, context=["call me back", "callback", "message"]
+        ),
+        eventUrl=[choice_url],
+        eventMethod="POST",
+    )
+    return render([*_talks(prompt, ctx, barge_in=True), choice])
 
 
 def queue_announcement_ncco(place: int, ctx: VoiceContext) -> list[dict[str, Any]]:

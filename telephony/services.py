@@ -3,6 +3,7 @@ runs one engine turn, the record is written, and the actions are rendered as NCC
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from dataclasses import dataclass
@@ -164,6 +165,61 @@ def conversation_for(conversation_id: int) -> Conversation | None:
         return Conversation.objects.select_related("flow_version", "tenant").filter(pk=conversation_id).first()
 
 
+def callback_choice_url(conversation: Conversation, *, source: str, fallback_number: str = "") -> str:
+    """Where a waiting caller's answer to the callback offer goes (``callback_offer_ncco``)."""
+    ctx = CallContext(conversation.pk, fallback_number)
+    url = _url("vonage-input", ctx)
+    return url + ("&" if "?" in url else "?") + urlencode({"offer": "callback", "src": source})
+
+
+CALLBACK_WORDS = ("call me back", "call back", "callback", "call me", "ring me", "one")
+
+
+def callback_choice(
+    *, conversation_id: int, payload: dict, source: str, fallback_number: str = "", transcribe: bool = False
+) -> list[dict]:
+    """The caller answered the callback offer: 1 (or "call me back") promises a call back at the caller's
+    number and says when; anything else, or silence, records a voicemail."""
+    from conversations.callbacks import CallbackError, callback_schedule, when_text
+
+    conversation = conversation_for(conversation_id)
+    if conversation is None:
+        raise LookupError(f"no conversation {conversation_id}")
+    uuid = str(payload.get("uuid") or "")
+    if conversation.vonage_uuid and uuid and uuid != conversation.vonage_uuid:
+        raise PermissionError("input for another call leg")
+    now = timezone.now()
+    with tenant_scope([conversation.tenant_id]):
+        definition = (conversation.flow_version.definition if conversation.flow_version_id else None) or {}
+        ctx = voice_context(
+            conversation,
+            NumberSettings(fallback_number=fallback_number, transcribe_voicemail=transcribe),
+            definition.get("language") or "en-US",
+            definition.get("voice_style"),
+        )
+        event = _event_from_input(payload, now)
+        said = (event.text or "").lower()
+        wants = event.dtmf == "1" or (not event.dtmf and any(w in said for w in CALLBACK_WORDS))
+        if wants and conversation.caller_number:
+            try:
+                callback = callback_schedule(
+                    tenant_id=conversation.tenant_id,
+                    phone=conversation.caller_number,
+                    source=source if source in ("max_wait", "after_hours") else "max_wait",
+                    conversation=conversation,
+                    reason="Chose a call back instead of waiting",
+                    now=now,
+                )
+            except CallbackError:
+                logger.warning("caller's number cannot be called back", extra={"conversation_id": conversation.pk})
+            else:
+                when = when_text(callback.due_at, tz=conversation.tenant.timezone, now=now)
+                text = f"Thank you. We will call you back at the number you are calling from, {when}. Goodbye."
+                return render_turn([], ctx=dataclasses.replace(ctx, goodbye_text=text))
+        # Voicemail: "Of course." then the standard voicemail prompt, the recording and a goodbye.
+        return apology_ncco(ctx, message="Of course.", fallback_number="")
+
+
 def call_input(
     *, conversation_id: int, payload: dict, fallback_number: str = "", transcribe: bool = False
 ) -> list[dict]:
@@ -226,12 +282,14 @@ def call_event(*, payload: dict, marker: dict | None = None) -> None:
         call_event_apply(conversation=conversation, tenant_id=tenant_id, payload=payload)
 
 
-def call_recording(*, conversation_id: int, payload: dict) -> list[dict]:
+def call_recording(*, conversation_id: int, payload: dict, transcribe: bool = False) -> list[dict]:
+    """Record webhook: the voicemail. ``transcribe`` rides in the URL (``tr=1``) when the number asked
+    Vonage for a transcription, so the e-mail waits for it."""
     conversation = conversation_for(conversation_id)
     if conversation is None:
         raise LookupError(f"no conversation {conversation_id}")
     with tenant_scope([conversation.tenant_id]):
-        voicemail_record(conversation=conversation, payload=payload)
+        voicemail_record(conversation=conversation, payload=payload, transcript_expected=transcribe)
     return []
 
 

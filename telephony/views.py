@@ -109,6 +109,19 @@ async def call_input(request: HttpRequest, conversation_id: int):
     payload = _payload(request)
     fallback_number = request.GET.get("fb", "")
     with bound(conversation_id=conversation_id):
+        if request.GET.get("offer") == "callback":
+            return await _guarded(
+                "callback-choice",
+                lambda: services.callback_choice(
+                    conversation_id=conversation_id,
+                    payload=payload,
+                    source=request.GET.get("src", ""),
+                    fallback_number=fallback_number,
+                    transcribe=request.GET.get("tr") == "1",
+                ),
+                lambda: services.failure_ncco(fallback_number=fallback_number, conversation_id=conversation_id),
+                conversation_id=conversation_id,
+            )
         return await _guarded(
             "input",
             lambda: services.call_input(
@@ -129,7 +142,9 @@ async def recording(request: HttpRequest, conversation_id: int):
     payload = _payload(request)
     return await _guarded(
         "recording",
-        lambda: services.call_recording(conversation_id=conversation_id, payload=payload),
+        lambda: services.call_recording(
+            conversation_id=conversation_id, payload=payload, transcribe=request.GET.get("tr") == "1"
+        ),
         lambda: [],
         conversation_id=conversation_id,
     )

@@ -84,6 +84,16 @@ def tenant_access_for_api_key(api_key: ApiKey) -> dict[int, TenantAccess]:
     return {tenant.id: TenantAccess(tenant.id, tenant.slug, tenant.name, api_key.role, "api_key")}
 
 
+def tenant_staff_emails(*, tenant_id: int, roles: tuple[str, ...] = (Role.OWNER, Role.ADMIN)) -> list[str]:
+    """E-mail addresses of a business's own active people in these roles (owners and admins by default)."""
+    return list(
+        Membership.objects.filter(tenant_id=tenant_id, role__in=list(roles), user__is_active=True)
+        .order_by("user__email")
+        .values_list("user__email", flat=True)
+        .distinct()
+    )
+
+
 def admin_tenant_ids(access: dict[int, TenantAccess]) -> list[int]:
     """Tenants whose configuration this user may see in the admin: own staff, supervisor or above."""
     return [a.tenant_id for a in access.values() if a.via == "member" and a.allows(Role.SUPERVISOR)]

@@ -213,7 +213,14 @@ FACTORIES.update(
 # --- conversations and telephony -------------------------------------------------------------------
 from django.utils import timezone as _tz  # noqa: E402
 
-from conversations.models import AppointmentRequest, Conversation, Lead, Voicemail  # noqa: E402
+from conversations.models import (  # noqa: E402
+    AppointmentRequest,
+    Callback,
+    CallbackPolicy,
+    Conversation,
+    Lead,
+    Voicemail,
+)
 from telephony.models import PhoneNumber  # noqa: E402
 
 
@@ -246,6 +253,25 @@ FACTORIES.update(
         PhoneNumber: make_phone_number,
     }
 )
+
+
+def make_callback(tenant, **extra) -> Callback:
+    now = extra.pop("now", None) or _tz.now()
+    due = extra.pop("due_at", now)
+    return Callback.objects.create(
+        tenant=tenant,
+        conversation=extra.pop("conversation", None) or make_conversation(tenant),
+        phone=extra.pop("phone", "+15555550111"),
+        due_at=due,
+        first_due_at=extra.pop("first_due_at", due),
+        place_since=extra.pop("place_since", now),
+        created_at=now,
+        **extra,
+    )
+
+
+FACTORIES[Callback] = make_callback
+FACTORIES[CallbackPolicy] = lambda tenant: CallbackPolicy.objects.create(tenant=tenant)
 
 
 # --- agents -------------------------------------------------------------------------------------

@@ -132,6 +132,11 @@ CELERY_BEAT_SCHEDULE: dict = {
     "agents-offers-expire": {"task": "agents.tasks.offers_expire", "schedule": 5.0},
     "agents-presence-sweep": {"task": "agents.tasks.presence_sweep", "schedule": 10.0},
     "agents-queue-announce": {"task": "agents.tasks.queue_announce", "schedule": 30.0},
+    "agents-callbacks-dispatch": {
+        "task": "agents.tasks.callbacks_dispatch",
+        "schedule": float(env("CALLBACK_DISPATCH_SECONDS", "60") or 60),
+    },
+    "agents-voicemail-email-sweep": {"task": "agents.tasks.voicemail_email_sweep", "schedule": 60.0},
     "tenants-expire-invitations": {
         "task": "tenants.tasks.invitations_expire",
         "schedule": 3600.0,
@@ -180,6 +185,8 @@ EMAIL_PORT = env_int("EMAIL_PORT", 587)
 EMAIL_HOST_USER = env("EMAIL_HOST_USER", "")
 EMAIL_HOST_PASSWORD = env("EMAIL_HOST_PASSWORD", "")
 EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", "True")
+# A hung mail server must not hold a voicemail e-mail claim (or a worker) for minutes.
+EMAIL_TIMEOUT = 10
 DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", "Switchboard <noreply@switchboard.local>")
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
 

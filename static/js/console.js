@@ -19,6 +19,8 @@
   var snapshotAt = 0; // Date.now() when it arrived
   var seenOffers = {};
   var drafts = {}; // escalation_id -> {disposition, notes}: kept across re-renders
+  var callState = {}; // escalation_id -> {agent, customer, suggested}: from callback.call_state events
+  var voicemailNodes = {}; // voicemail_id -> <li>: kept across re-renders so a playing message keeps playing
 
   var $ = function (id) { return document.getElementById(id); };
 
@@ -46,6 +48,17 @@
   }
 
   function elapsed() { return (Date.now() - snapshotAt) / 1000; }
+
+  function ago(seconds) {
+    seconds = Math.max(0, Math.round(seconds));
+    if (seconds < 60) return seconds + " s ago";
+    if (seconds < 3600) return Math.floor(seconds / 60) + " min ago";
+    if (seconds < 86400) {
+      var m = Math.floor(seconds / 60) % 60;
+      return Math.floor(seconds / 3600) + " h " + (m < 10 ? "0" : "") + m + " min ago";
+    }
+    return Math.floor(seconds / 86400) + " d ago";
+  }
 
   function tenantOf(id) {
     return (state && state.tenants || []).filter(function (t) { return t.id === id; })[0] || {};
@@ -100,6 +113,26 @@
     ]);
   }
 
+  var CALLBACK_OUTCOMES = [
+    ["reached", "Reached"], ["no_answer", "No answer"], ["voicemail", "Left a voicemail"],
+    ["wrong_number", "Wrong number"], ["cancelled", "Cancelled (not needed)"]
+  ];
+  var LEG_TEXT = {
+    ringing: "Ringing your phone\u2026", answered: "Connected", failed: "Your phone did not answer",
+    busy: "Busy", unanswered: "No answer", timeout: "No answer", rejected: "Rejected", cancelled: "Cancelled",
+    completed: "Call ended", started: "Dialling\u2026", machine: "Answering machine"
+  };
+
+  function callbackFacts(item) {
+    var cb = item.callback;
+    if (!cb) return [];
+    return [
+      ["Call back", (cb.name ? cb.name + " \u00b7 " : "") + cb.phone],
+      ["Attempt", cb.attempt + " of " + cb.max_attempts + (cb.last_outcome ? " (last: " + cb.last_outcome.replace("_", " ") + ")" : "")],
+      ["Due", new Date(cb.due_at).toLocaleString()]
+    ];
+  }
+
   function facts(item, extra) {
     var list = el("dl", { className: "work-facts" });
     var rows = [
@@ -109,7 +142,7 @@
       ["Waiting", el("span", { "data-wait-base": item.wait_seconds, text: duration(item.wait_seconds) })]
     ];
     if (item.place) rows.push(["Place in line", "#" + item.place]);
-    rows = rows.concat(extra || []);
+    rows = rows.concat(callbackFacts(item)).concat(extra || []);
     rows.forEach(function (row) {
       list.appendChild(el("div", {}, [el("dt", { text: row[0] }), el("dd", {}, [row[1]])]));
     });
@@ -154,6 +187,74 @@
           el("button", { type: "button", className: "secondary small", text: "Take this call", onclick: function () { send({ type: "offer.accept", escalation_id: id }); } })
         ])
       ]));
+    });
+  }
+
+  // --- voicemails: oldest first; each row is kept (not rebuilt) while its content is unchanged -------
+  function voicemailSignature(item) {
+    return [item.tenant_name, item.caller_number, item.duration_seconds, item.transcript_excerpt].join("\u0001");
+  }
+
+  function voicemailNode(item) {
+    var id = item.voicemail_id;
+    var facts = el("dl", { className: "work-facts" }, [
+      el("div", {}, [el("dt", { text: "Caller" }), el("dd", { text: item.caller_number })]),
+      el("div", {}, [el("dt", { text: "Length" }), el("dd", { text: item.duration_seconds === null ? "\u2013" : duration(item.duration_seconds) })]),
+      el("div", {}, [el("dt", { text: "Received" }), el("dd", {}, [el("span", { "data-age-base": item.age_seconds, title: item.created_at, text: ago(item.age_seconds) })])])
+    ]);
+    var node = el("li", { className: "work voicemail console-voicemail", "data-voicemail-id": id }, [
+      el("div", { className: "business" }, [
+        el("p", { className: "business-name", text: item.tenant_name }),
+        el("p", { className: "transcript-excerpt" + (item.transcript_excerpt ? "" : " muted"), text: item.transcript_excerpt ? "\u201c" + item.transcript_excerpt + "\u201d" : "No transcript (yet)." })
+      ]),
+      facts,
+      el("div", { className: "actions" }, [
+        el("button", { type: "button", className: "secondary small", text: "Mark handled", onclick: function () { send({ type: "voicemail.handle", voicemail_id: id }); } }),
+        item.can_call_back ? el("button", { type: "button", className: "small", text: "Call back", onclick: function () { send({ type: "voicemail.callback", voicemail_id: id }); } }) : el("span", { className: "muted small", text: "Number withheld" }),
+        el("a", { className: "small", href: item.page_url, target: "_blank", rel: "noopener", text: "Open" })
+      ]),
+      el("div", { className: "player" }, [
+        el("audio", { controls: true, preload: "none", src: item.recording_url, "aria-label": "Voicemail from " + item.caller_number + " for " + item.tenant_name })
+      ])
+    ]);
+    node._signature = voicemailSignature(item);
+    return node;
+  }
+
+  function renderVoicemails() {
+    var list = $("voicemails");
+    var items = state.voicemails || [];
+    var total = state.voicemails_total || items.length;
+    $("voicemails-count").textContent = total ? "(" + total + ")" : "";
+    $("voicemails-empty").hidden = items.length > 0;
+    var more = $("voicemails-more");
+    more.hidden = total <= items.length;
+    more.textContent = total > items.length ? "Showing the oldest " + items.length + " of " + total + "; the rest are on each business's voicemails page." : "";
+    var keep = {};
+    items.forEach(function (item, index) {
+      var id = item.voicemail_id;
+      var old = voicemailNodes[id];
+      var node = old;
+      if (old && old._signature !== voicemailSignature(item)) {
+        var audio = old.querySelector("audio");
+        if (!audio || audio.paused) node = null; // rebuild, unless someone is listening right now
+      }
+      if (!node) {
+        node = voicemailNode(item);
+        if (old && old.parentNode) old.parentNode.replaceChild(node, old);
+      }
+      var age = node.querySelector("[data-age-base]");
+      if (age) { age.setAttribute("data-age-base", item.age_seconds); age.textContent = ago(item.age_seconds); }
+      if (list.children[index] !== node) list.insertBefore(node, list.children[index] || null);
+      voicemailNodes[id] = node;
+      keep[id] = true;
+    });
+    Object.keys(voicemailNodes).forEach(function (id) {
+      if (!keep[id]) {
+        var gone = voicemailNodes[id];
+        if (gone.parentNode) gone.parentNode.removeChild(gone);
+        delete voicemailNodes[id];
+      }
     });
   }
 
@@ -209,6 +310,8 @@
       el("button", { type: "submit", text: "Wrap up" })
     ]);
 
+    if (item.callback) wrapForm = callbackControls(item, draft);
+
     // Web chat: the agent answers the visitor from here; their messages arrive as chat.message events.
     var chatForm = null;
     if (chat) {
@@ -251,6 +354,42 @@
     ]);
   }
 
+  // A callback: "Call back" rings the agent's phone, then the customer; the outcome closes or reschedules it.
+  function callbackControls(item, draft) {
+    var id = item.escalation_id;
+    var cb = item.callback;
+    var live = callState[id] || {};
+    var agentLeg = live.agent || cb.agent_leg;
+    var customerLeg = live.customer || cb.customer_leg;
+    if (!draft.outcome) draft.outcome = live.suggested || (customerLeg === "answered" ? "reached" : "");
+    var status = el("p", { className: "call-state", role: "status" }, [
+      el("span", { className: "muted small", text: "Your phone: " }), LEG_TEXT[agentLeg] || "not rung yet",
+      el("span", { className: "muted small", text: " \u00b7 Customer: " }), LEG_TEXT[customerLeg] || "not dialled yet"
+    ]);
+    var dial = el("button", { type: "button", text: agentLeg === "failed" ? "Ring me again" : "Call back " + cb.phone,
+      disabled: !(cb.can_dial || agentLeg === "failed"),
+      onclick: function () { send({ type: "callback.dial", escalation_id: id }); } });
+    var outcome = el("select", { id: "cb-outcome-" + id, name: "outcome", required: true },
+      [el("option", { value: "", text: "Choose\u2026" })].concat(CALLBACK_OUTCOMES.map(function (o) { return el("option", { value: o[0], text: o[1] }); })));
+    outcome.value = draft.outcome || "";
+    outcome.addEventListener("change", function () { draft.outcome = outcome.value; });
+    var notes = el("textarea", { id: "notes-" + id, name: "notes", rows: "2", maxlength: "5000" });
+    notes.value = draft.notes;
+    notes.addEventListener("input", function () { draft.notes = notes.value; });
+    var retries = cb.max_attempts - cb.attempt;
+    return el("form", { className: "wrap-form callback-form", onsubmit: function (e) {
+      e.preventDefault();
+      if (!outcome.value) { showError("Choose how the callback went."); outcome.focus(); return; }
+      send({ type: "callback.finish", escalation_id: id, outcome: outcome.value, notes: notes.value });
+    } }, [
+      el("h4", { text: "Callback" }), status, el("div", { className: "actions" }, [dial]),
+      el("div", { className: "form-row" }, [el("label", { "for": "cb-outcome-" + id, text: "How did it go?" }), outcome]),
+      el("p", { className: "muted small", text: retries > 0 ? "No answer or voicemail: we try again later (" + retries + " more attempt" + (retries === 1 ? "" : "s") + ")." : "This is the last attempt." }),
+      el("div", { className: "form-row" }, [el("label", { "for": "notes-" + id }, ["Notes ", el("span", { className: "optional muted", text: "(optional)" })]), notes]),
+      el("button", { type: "submit", text: "Finish callback" })
+    ]);
+  }
+
   function renderActive() {
     var box = $("active");
     var focusedId = document.activeElement && document.activeElement.id;
@@ -273,6 +412,7 @@
     renderOffers();
     renderActive();
     renderWaiting();
+    renderVoicemails();
   }
 
   function tick() {
@@ -280,6 +420,9 @@
     var dt = elapsed();
     Array.prototype.forEach.call(document.querySelectorAll("[data-wait-base]"), function (node) {
       node.textContent = duration(parseFloat(node.getAttribute("data-wait-base")) + dt);
+    });
+    Array.prototype.forEach.call(document.querySelectorAll("[data-age-base]"), function (node) {
+      node.textContent = ago(parseFloat(node.getAttribute("data-age-base")) + dt);
     });
     Array.prototype.forEach.call(document.querySelectorAll("[data-expires-base]"), function (node) {
       var left = parseFloat(node.getAttribute("data-expires-base")) - dt;
@@ -299,6 +442,13 @@
         showError("");
         if (message.action === "offer.accept") announce("Call accepted.");
         if (message.action === "escalation.wrap") { delete drafts[message.escalation_id]; announce("Call wrapped up."); }
+        if (message.action === "voicemail.handle") announce("Voicemail marked handled.");
+        if (message.action === "voicemail.callback") announce("Call back scheduled; the voicemail is handled.");
+        if (message.action === "callback.dial") announce("Ringing your phone; the customer is dialled when you answer.");
+        if (message.action === "callback.finish") {
+          delete drafts[message.escalation_id]; delete callState[message.escalation_id];
+          announce(message.callback_state === "scheduled" ? "Callback rescheduled for " + new Date(message.due_at).toLocaleString() + "." : "Callback finished.");
+        }
         break;
       case "error":
         showError(message.message || "Something went wrong.");
@@ -310,6 +460,13 @@
           announce("New call offered.");
         }
         if (message.type === "chat.message") announce("New chat message.");
+        if (message.type === "callback.call_state") {
+          var cs = callState[message.escalation_id] || (callState[message.escalation_id] = {});
+          cs[message.leg] = message.status;
+          if (message.suggested_outcome) cs.suggested = message.suggested_outcome;
+          announce((message.leg === "agent" ? "Your phone: " : "Customer: ") + (LEG_TEXT[message.status] || message.status) + ".");
+        }
+        if (message.type === "voicemail.new") announce("New voicemail" + (message.caller_number ? " from " + message.caller_number : "") + ".");
         requestSnapshot();
     }
   }

@@ -37,6 +37,11 @@
 
   function render() {
     $("waiting-total").textContent = figures.waiting_total;
+    var cb = figures.callbacks || {};
+    $("callbacks-due").textContent = cb.due || 0;
+    $("callbacks-scheduled").textContent = cb.scheduled || 0;
+    $("callbacks-overdue").textContent = cb.overdue || 0;
+    $("callbacks-overdue-tile").classList.toggle("alert", !!cb.overdue);
     Object.keys(figures.agents_by_state || {}).forEach(function (state) {
       var node = root.querySelector('[data-state-count="' + state + '"]');
       if (node) node.textContent = figures.agents_by_state[state];

@@ -83,6 +83,11 @@ def test_every_event_type_has_a_schema():
         "escalation.wrapped",
         "escalation.withdrawn",
         "presence.changed",
+        "voicemail.new",
+        "voicemail.transcribed",
+        "voicemail.handled",
+        "callback.call_state",
+        "callback.changed",
     }
 
 

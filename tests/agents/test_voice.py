@@ -9,6 +9,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 import time_machine
+from django.conf import settings
 from django.core.exceptions import PermissionDenied
 
 from agents.models import UNCLAIMED_STATES, AgentProfile, Escalation, EscalationState
@@ -16,7 +17,7 @@ from agents.services import escalation_accept
 from agents.tasks import escalation_dial_task, queue_announce_task
 from conversations import hooks
 from conversations.models import Conversation
-from flows.models import Queue
+from flows.models import BusinessHours, Queue
 from flows.services import flow_publish
 from telephony.client import PhoneTarget, TelephonyError, reset_fake_client
 from telephony.ncco import validate_ncco
@@ -39,6 +40,7 @@ def at_noon():
 def line(tenant_a, alice):
     """The business's live number (as in tests.telephony.test_webhooks), with a published script."""
     with tenant_scope([tenant_a.id]):
+        BusinessHours.objects.create(tenant=tenant_a, weekly={"tue": [["08:00", "18:00"]]})  # open at noon
         flow = make_flow(tenant_a)
         flow_publish(flow=flow, user=alice)
         return make_phone_number(tenant_a, flow=flow, number=NUMBER, fallback_number="+15555550199")
@@ -194,7 +196,7 @@ def test_waiting_callers_hear_their_place_in_line(
     assert state_of(escalation).announced_place == 1
 
 
-def test_past_the_max_wait_the_caller_goes_to_voicemail_and_the_escalation_expires(
+def test_past_the_max_wait_the_caller_is_offered_a_callback_or_voicemail(
     client, line, fake, at_noon, django_capture_on_commit_callbacks
 ):
     conversation, escalation = caller_waits(client, django_capture_on_commit_callbacks)
@@ -205,12 +207,34 @@ def test_past_the_max_wait_the_caller_goes_to_voicemail_and_the_escalation_expir
     [move] = transfers(fake)
     assert move["uuid"] == "leg-1"
     validate_ncco(move["ncco"])
-    record = next(a for a in move["ncco"] if a["action"] == "record")
-    assert record["eventUrl"][0].split("?")[0].endswith(f"/telephony/vonage/recording/{conversation.pk}/")
-    assert "still busy" in move["ncco"][0]["text"]
+    assert "still busy" in move["ncco"][0]["text"] and "press 1" in move["ncco"][0]["text"]
+    choice = next(a for a in move["ncco"] if a["action"] == "input")
+    assert choice["dtmf"]["maxDigits"] == 1
+    assert choice["eventUrl"][0].split("?")[0].endswith(f"/telephony/vonage/input/{conversation.pk}/")
+    assert "offer=callback" in choice["eventUrl"][0] and "src=max_wait" in choice["eventUrl"][0]
     after = state_of(escalation)
     assert after.state == EscalationState.EXPIRED and after.ended_at is not None
     assert queue_announce_task() == {"announced": 0, "expired": 0}  # never twice
+
+    # Pressing 2 (or saying nothing) leaves a message instead.
+    url = choice["eventUrl"][0].replace(settings.SITE_URL, "")
+    voicemail = ncco_of(signed_post(client, url, {"uuid": "leg-1", "dtmf": {"digits": "2", "timed_out": False}}))
+    record = next(a for a in voicemail if a["action"] == "record")
+    assert record["eventUrl"][0].split("?")[0].endswith(f"/telephony/vonage/recording/{conversation.pk}/")
+
+
+def test_a_withheld_number_past_the_max_wait_goes_straight_to_voicemail(
+    client, line, fake, at_noon, django_capture_on_commit_callbacks
+):
+    conversation, escalation = caller_waits(client, django_capture_on_commit_callbacks)
+    with unscoped("test setup"):
+        Queue.objects.filter(pk=escalation.queue_id).update(max_wait_seconds=120)
+        Conversation.objects.filter(pk=conversation.pk).update(caller_number="")
+    at_noon.shift(dt.timedelta(seconds=121))
+    assert queue_announce_task() == {"announced": 0, "expired": 1}
+    [move] = transfers(fake)
+    assert not any(a["action"] == "input" for a in move["ncco"])
+    assert any(a["action"] == "record" for a in move["ncco"])
 
 
 def test_a_caller_hanging_up_abandons_the_escalation(client, line, fake, django_capture_on_commit_callbacks):

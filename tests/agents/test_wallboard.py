@@ -11,14 +11,15 @@ from django.urls import include, path
 from django.utils import timezone
 
 from agents.consumers import WallboardConsumer
-from agents.models import AgentProfile, EscalationState, Presence, PresenceState
+from agents.models import AgentProfile, EscalationKind, EscalationState, Presence, PresenceState
 from agents.selectors import wallboard_figures
-from flows.models import Queue
+from conversations.models import CallbackState
+from flows.models import BusinessHours, Queue
 from tenants.consumers import tenant_group
 from tenants.models import AgencyRole
 from tenants.scoping import tenant_scope
 from tests.agents.test_console import of_type, open_socket, receive_until
-from tests.factories import AgencyMembershipFactory, make_escalation
+from tests.factories import AgencyMembershipFactory, make_callback, make_escalation
 
 urlpatterns = [path("", include("agents.urls")), path("", include("contactcenter.urls"))]
 
@@ -30,8 +31,10 @@ def ago(seconds: int) -> dt.datetime:
 
 
 def make_fixture(tenant, sam, bob, nina):
-    """front-desk (SL 30 s): 2 waiting (5 s and 20 s), 1 accepted within 30 s, 1 accepted after 45 s."""
+    """front-desk (SL 30 s): 2 waiting (5 s and 20 s), 1 accepted within 30 s, 1 accepted after 45 s, in
+    business hours (Tue 08:00-18:00 New York); one before opening and one callback, neither counted."""
     with tenant_scope([tenant.id]):
+        BusinessHours.objects.create(tenant=tenant, weekly={"tue": [["08:00", "18:00"]]})
         queue = Queue.objects.create(tenant=tenant, name="front-desk", service_level_seconds=30)
         Queue.objects.create(tenant=tenant, name="billing")
         make_escalation(tenant, queue=queue, created_at=ago(5))
@@ -52,6 +55,26 @@ def make_fixture(tenant, sam, bob, nina):
             state=EscalationState.WRAPPED,
             agent=sam,
         )
+        # 07:00 in New York, before opening: covered after hours, not on the service-level clock.
+        make_escalation(
+            tenant,
+            queue=queue,
+            created_at=NOW - dt.timedelta(hours=5),
+            accepted_at=NOW - dt.timedelta(hours=4),
+            state=EscalationState.WRAPPED,
+        )
+        # A callback has its own on-time figure.
+        make_escalation(
+            tenant,
+            queue=queue,
+            accepted_at=ago(10),
+            kind=EscalationKind.CALLBACK,
+            state=EscalationState.WRAPPED,
+        )
+        # Callbacks: one promised for later, one due and offered but flagged overdue, one done (not shown).
+        make_callback(tenant, due_at=NOW + dt.timedelta(hours=2))
+        make_callback(tenant, due_at=ago(1200), state=CallbackState.QUEUED, overdue_at=ago(300))
+        make_callback(tenant, due_at=ago(3000), state=CallbackState.COMPLETED)
         # Yesterday (New York time) does not count towards today's service level.
         make_escalation(tenant, queue=queue, created_at=NOW - dt.timedelta(hours=20), state=EscalationState.ABANDONED)
     for user, state in ((bob, PresenceState.BUSY), (sam, PresenceState.AVAILABLE), (nina, PresenceState.AWAY)):
@@ -74,6 +97,7 @@ def test_figures_for_a_hand_made_fixture(tenant_a, tenant_b, sam, bob, nina):
     assert (front["today_total"], front["today_accepted"]) == (4, 2)
     assert (front["sl_met"], front["sl_counted"], front["service_level"]) == (1, 2, 50.0)
     assert figures["waiting_total"] == 2
+    assert figures["callbacks"] == {"scheduled": 1, "due": 1, "overdue": 1}
     assert figures["agents_by_state"] == {"available": 1, "busy": 1, "away": 1, "offline": 0}
     by_user = {a["user_id"]: a for a in figures["agents"]}
     assert by_user[nina.pk]["via"] == "agency" and by_user[bob.pk]["handling"] == 1

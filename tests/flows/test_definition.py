@@ -24,6 +24,7 @@ from flows.definition import (
     HoursBranchStep,
     Intent,
     MenuStep,
+    OfferCallbackStep,
     RequestAppointmentStep,
     SayStep,
     UrgentKeyword,
@@ -202,6 +203,19 @@ def test_appointment_needs_a_datetime_slot():
     ]
     p = only(validate_definition(minimal(steps)), "slot_type_mismatch")
     assert "datetime" in p.message
+
+
+def test_offer_callback_checks_its_slots_and_queue():
+    steps = [
+        AskStep(id="hello", slot="when", slot_type="text", prompt="When?", next="cb", on_fail="end"),
+        OfferCallbackStep(id="cb", prompt="We'll call.", time_slot="when", phone_slot="phone", queue="nowhere"),
+        EndStep(id="end"),
+    ]
+    problems = validate_definition(minimal(steps), known_queues={"desk"})
+    mismatch = only(problems, "slot_type_mismatch")
+    assert mismatch.step_id == "cb" and mismatch.field == "time_slot" and "datetime" in mismatch.message
+    assert any(p.code == "slot_not_asked" and p.field == "phone_slot" for p in problems)
+    assert any(p.code == "unknown_queue" and p.step_id == "cb" for p in problems)
 
 
 def test_unknown_queue_only_with_known_queues():
