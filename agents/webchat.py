@@ -17,6 +17,7 @@ the functions here inside ``tenant_scope([site.tenant_id])``. Every function bel
 from __future__ import annotations
 
 import logging
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -312,7 +313,10 @@ def chat_visitor_message(*, conversation_id: int, text: str) -> list[dict]:
         return [{"type": "status", "state": "ended", "text": ENDED_TEXT}]
     if state.finished and state.outcome in ("voicemail", "callback"):
         already = Lead.objects.filter(conversation_id=conversation.pk).exists()
-        actions: list[Any] = [Say(text=DETAILS_THANKS, reason=Reason(code="chat_details", explanation="Details left"))]
+        thanks = DETAILS_THANKS
+        if state.outcome == "callback":
+            thanks = _chat_callback(conversation, text) or thanks
+        actions: list[Any] = [Say(text=thanks, reason=Reason(code="chat_details", explanation="Details left"))]
         if not already:
             lead = CaptureLead(
                 fields={"message": text, "channel": "chat", **{k: v for k, v in state.slots.items() if v is not None}},
@@ -337,6 +341,37 @@ def chat_visitor_message(*, conversation_id: int, text: str) -> list[dict]:
         latency_ms=(time.perf_counter() - started) * 1000,
     )
     return messages_for(turn.actions)
+
+
+_PHONE_IN_TEXT = re.compile(r"(?:\+|00)?\d[\d\s().\-/]{5,20}\d")
+
+
+def _chat_callback(conversation: Conversation, text: str) -> str | None:
+    """After a callback offer in chat, a phone number in the visitor's message promises the callback (due
+    from the business calendar, like a caller's). Returns what to tell the visitor, or None."""
+    from conversations.callbacks import CallbackError, callback_schedule, when_text
+    from conversations.models import OPEN_CALLBACK_STATES, Callback
+
+    if Callback.objects.filter(conversation_id=conversation.pk, state__in=OPEN_CALLBACK_STATES).exists():
+        return None
+    match = _PHONE_IN_TEXT.search(text or "")
+    if match is None:
+        return None
+    now = timezone.now()
+    try:
+        callback = callback_schedule(
+            tenant_id=conversation.tenant_id,
+            phone=match.group(0),
+            source="flow",
+            conversation=conversation,
+            name=text[: match.start()].strip(" ,.-:")[:150],
+            reason="Asked for a call back in the web chat",
+            now=now,
+        )
+    except CallbackError:
+        return None
+    when = when_text(callback.due_at, tz=conversation.tenant.timezone, now=now)
+    return f"Thank you. We'll call you back at {callback.phone} {when}."
 
 
 def _notify_agent(escalation: Escalation, turn: Turn) -> None:

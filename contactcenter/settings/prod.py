@@ -17,6 +17,16 @@ REDIS_URL = env_required("REDIS_URL")
 # put pgbouncer in front and raise this.
 DATABASES["default"]["CONN_MAX_AGE"] = env_int("DB_CONN_MAX_AGE", 0)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+# A per-process pool (psycopg_pool, Django 5.1+): a request borrows an open connection and gives it
+# back at the end, instead of a new Postgres backend per request. DB_POOL_MAX per process, so web
+# processes x DB_POOL_MAX + workers must stay under Postgres' max_connections.
+if env_bool("DB_POOL", "True") and DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    DATABASES["default"]["CONN_MAX_AGE"] = 0  # the pool keeps the connections; Django must not
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+        "min_size": env_int("DB_POOL_MIN", 2),
+        "max_size": env_int("DB_POOL_MAX", 10),
+        "timeout": 10,
+    }
 
 EMAIL_BACKEND = env("EMAIL_BACKEND", "django.core.mail.backends.smtp.EmailBackend")
 EMAIL_HOST = env_required("EMAIL_HOST")

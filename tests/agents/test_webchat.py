@@ -391,6 +391,23 @@ def test_after_a_voicemail_offer_the_visitor_leaves_details_as_one_lead(site):
     assert lead.fields["message"] == "Pat, 555 0100" and lead.fields["channel"] == "chat"
 
 
+def test_after_a_callback_offer_a_phone_number_in_chat_promises_the_callback(site):
+    from conversations.models import Callback
+    from flows.engine import ConversationState
+
+    with tenant_scope([site.tenant_id]):
+        opened = webchat.chat_open(site=site)
+        finished = ConversationState(finished=True, outcome="callback", current_step="cb")
+        Conversation.objects.filter(pk=opened.conversation.pk).update(state=finished.to_json())
+        vague = webchat.chat_visitor_message(conversation_id=opened.conversation.pk, text="call me please")
+        assert vague == [{"type": "message", "from": "bot", "text": webchat.DETAILS_THANKS}]
+        assert not Callback.objects.exists()
+        shown = webchat.chat_visitor_message(conversation_id=opened.conversation.pk, text="Pat Lee, +1 555 555 0123")
+        [callback] = Callback.objects.filter(conversation_id=opened.conversation.pk)
+    assert callback.phone == "+15555550123" and callback.name == "Pat Lee" and callback.source == "flow"
+    assert shown[0]["text"].startswith("Thank you. We'll call you back at +15555550123 ")
+
+
 def test_voicemail_and_callback_prompts_offer_to_leave_details():
     from flows.engine import Reason, Voicemail
 
