@@ -42,6 +42,7 @@ INSTALLED_APPS = [
     "conversations",
     "telephony",
     "agents",
+    "reports",
 ]
 
 MIDDLEWARE = [
@@ -141,6 +142,11 @@ CELERY_BEAT_SCHEDULE: dict = {
         "task": "tenants.tasks.invitations_expire",
         "schedule": 3600.0,
     },
+    # Reports (reports/tasks.py): every business's local today each hour; the nightly rollup runs hourly
+    # too and acts once per business after its local midnight; the weekly digest on Monday 07:00 local.
+    "reports-rollup-today": {"task": "reports.tasks.rollup_today", "schedule": 3600.0},
+    "reports-rollup-nightly": {"task": "reports.tasks.rollup_closed_days", "schedule": 3600.0},
+    "reports-weekly-digest": {"task": "reports.tasks.digests_send", "schedule": 3600.0},
 }
 
 # --- Auth and accounts (django-allauth, email login, mandatory verification).
