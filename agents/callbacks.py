@@ -39,7 +39,13 @@ from agents.models import (
     OfferOutcome,
 )
 from agents.realtime import publish
-from agents.services import _enqueue_route, _waiting_payload, agent_endpoint, escalation_connect
+from agents.services import (
+    _enqueue_route,
+    _waiting_payload,
+    agent_endpoint,
+    escalation_connect,
+    route_for_freed_agent,
+)
 from conversations.callbacks import policy_for, retry_due_at, sms_text
 from conversations.models import (
     RETRY_OUTCOMES,
@@ -257,10 +263,15 @@ def callback_dial_run(*, attempt_id: int, ring: int) -> str | None:
     )
     if attempt is None:
         return None  # not in this tenant's scope, or gone
-    if attempt.agent_rings != ring or attempt.agent_leg_status != "ringing":
+    if attempt.agent_leg_uuid or attempt.agent_rings != ring:
         return attempt.agent_leg_uuid or None  # superseded, or already placed by an earlier delivery
-    if attempt.agent_leg_uuid:
-        return attempt.agent_leg_uuid
+    # Claim the ring before calling: a redelivery after a worker died mid-call (acks_late) must not call
+    # again, since Vonage may have created the call before the death. The agent can "Ring me again"
+    # (a new ring, a new key), and a late answer of this ring is then hung up (callback_leg_event).
+    if not CallbackAttempt.objects.filter(pk=attempt.pk, agent_rings=ring, agent_leg_status="ringing").update(
+        agent_leg_status="placing"
+    ):
+        return None
     callback = attempt.callback
     business = callback.tenant.name
     who = callback.name or " ".join(callback.phone)
@@ -276,7 +287,17 @@ def callback_dial_run(*, attempt_id: int, ring: int) -> str | None:
     CallbackAttempt.objects.filter(pk=attempt.pk, agent_rings=ring, agent_leg_uuid="").update(
         agent_leg_uuid=result.uuid[:64]
     )
+    CallbackAttempt.objects.filter(pk=attempt.pk, agent_rings=ring, agent_leg_status="placing").update(
+        agent_leg_status="ringing"
+    )
     return result.uuid
+
+
+def callback_dial_release(*, attempt_id: int, ring: int) -> None:
+    """A temporary failure before Vonage took the call: the retry of the same ring may call (same key)."""
+    CallbackAttempt.objects.filter(pk=attempt_id, agent_rings=ring, agent_leg_status="placing").update(
+        agent_leg_status="ringing"
+    )
 
 
 def callback_dial_failed(*, attempt_id: int, ring: int, reason: str) -> None:
@@ -285,9 +306,9 @@ def callback_dial_failed(*, attempt_id: int, ring: int, reason: str) -> None:
     if attempt is None:
         return
     with transaction.atomic():
-        if CallbackAttempt.objects.filter(pk=attempt.pk, agent_rings=ring, agent_leg_status="ringing").update(
-            agent_leg_status="failed"
-        ):
+        if CallbackAttempt.objects.filter(
+            pk=attempt.pk, agent_rings=ring, agent_leg_status__in=("ringing", "placing")
+        ).update(agent_leg_status="failed"):
             escalation = Escalation.objects.filter(callback_attempt_id=attempt.pk).first()
             if escalation is not None:
                 _publish_call_state(escalation, leg="agent", status="failed")
@@ -313,16 +334,28 @@ def callback_leg_event(*, attempt_id: int, ring: int, leg: str, payload: dict) -
     """Status of the agent's leg or the bridged customer's. Stale rings and duplicates change nothing."""
     attempt = CallbackAttempt.objects.filter(pk=attempt_id).first()
     escalation = Escalation.objects.filter(callback_attempt_id=attempt_id).first()
-    if attempt is None or escalation is None or attempt.agent_rings != ring:
+    if attempt is None or escalation is None:
         return
     status = str(payload.get("status") or "")[:16]
+    if attempt.agent_rings != ring:
+        # An older ring answered late (after "Ring me again"): hang it up before its bridge dials the
+        # customer a second time for this attempt.
+        if leg == AGENT_LEG and status == "answered" and payload.get("uuid"):
+            from agents.voice import _hangup_quietly
+
+            _hangup_quietly(str(payload["uuid"]))
+        return
     now = timezone.now()
     if leg == AGENT_LEG:
+        if payload.get("uuid") and not attempt.agent_leg_uuid:
+            CallbackAttempt.objects.filter(pk=attempt.pk, agent_rings=ring, agent_leg_uuid="").update(
+                agent_leg_uuid=str(payload["uuid"])[:64]
+            )
         if status == "answered":
             CallbackAttempt.objects.filter(pk=attempt.pk).update(agent_leg_status="answered")
             escalation_connect(escalation=escalation, now=now)
             _publish_call_state(escalation, leg="agent", status="answered")
-        elif status in LEG_FAILED and attempt.agent_leg_status in ("ringing", ""):
+        elif status in LEG_FAILED and attempt.agent_leg_status in ("ringing", "placing", ""):
             if CallbackAttempt.objects.filter(pk=attempt.pk, agent_rings=ring, customer_status="").update(
                 agent_leg_status="failed"
             ):
@@ -402,19 +435,8 @@ def callback_finish(
             agent_ids=[agent.pk],
         )
         _publish_changed(callback)
+        route_for_freed_agent(agent)
     return callback
-
-
-def callback_release(*, escalation: Escalation, now: dt.datetime) -> bool:
-    """A dispatched attempt that ended without an outcome (expired, abandoned by a transfer...) goes back to
-    scheduled, due now, keeping its place; the attempt does not count."""
-    with transaction.atomic():
-        moved = Callback.objects.filter(pk=escalation.callback_id, state=CallbackState.QUEUED).update(
-            state=CallbackState.SCHEDULED, due_at=now, attempts=F("attempts") - 1
-        )
-        if moved:
-            CallbackAttempt.objects.filter(pk=escalation.callback_attempt_id).delete()
-    return bool(moved)
 
 
 def on_callback_leg_event(marker: dict, payload: dict) -> bool:

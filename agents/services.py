@@ -125,7 +125,9 @@ def escalation_route(*, escalation: Escalation, now: dt.datetime) -> list[Escala
     """Offer an unclaimed escalation: to the longest-idle eligible agent, or to all of them (broadcast)."""
     with transaction.atomic():
         # Serialises routing of one escalation across workers (a no-op lock on SQLite).
-        esc = Escalation.objects.select_for_update().select_related("queue", "tenant").get(pk=escalation.pk)
+        # of=("self",): lock the escalation only, not its queue and tenant rows (that blocked every write of
+        # the business while routing ran, and deadlocked with promising a callback; bench/callbacks_soak.py).
+        esc = Escalation.objects.select_for_update(of=("self",)).select_related("queue", "tenant").get(pk=escalation.pk)
         if esc.state not in UNCLAIMED_STATES:
             return []
         queue = esc.queue
@@ -182,6 +184,15 @@ def escalation_route(*, escalation: Escalation, now: dt.datetime) -> list[Escala
                 agent_ids=[offer.agent_id],
             )
     return offers
+
+
+def route_for_freed_agent(agent: User) -> None:
+    """An agent finished something: offer waiting work of every business they answer for now, rather than
+    at the next offer sweep (after commit; one task per business, each in its own scope)."""
+    from agents.tasks import route_waiting_task
+
+    for tenant_id in sorted(tenant_access_for_user(agent)):
+        enqueue_on_commit(route_waiting_task, tenant_id=tenant_id)
 
 
 def waiting_work_route(*, tenant_ids: list[int], now: dt.datetime) -> int:
@@ -277,9 +288,17 @@ def _reopen_if_unoffered(escalation_id: int) -> bool:
     )
 
 
+def _lock_escalation(escalation_id: int) -> None:
+    """Every write touching an escalation and its offers locks the escalation row first, then offers, then
+    agent profiles, the order accept uses (its conditional UPDATE locks the escalation first): opposite
+    orders deadlocked offer expiry against accepts under load (bench/callbacks_soak.py)."""
+    Escalation.objects.select_for_update(of=("self",)).filter(pk=escalation_id).values_list("pk", flat=True).first()
+
+
 def escalation_decline(*, escalation: Escalation, agent: User, now: dt.datetime) -> list[EscalationOffer]:
     """The agent turns the offer down; it goes to the next agent. Returns the new offers."""
     with transaction.atomic():
+        _lock_escalation(escalation.pk)
         declined = EscalationOffer.objects.filter(
             escalation_id=escalation.pk, agent_id=agent.pk, outcome=OfferOutcome.PENDING
         ).update(outcome=OfferOutcome.DECLINED, responded_at=now)
@@ -304,6 +323,7 @@ def offers_expire(*, now: dt.datetime) -> int:
     touched: dict[int, Escalation] = {}
     for offer in due:
         with transaction.atomic():
+            _lock_escalation(offer.escalation_id)
             if not EscalationOffer.objects.filter(pk=offer.pk, outcome=OfferOutcome.PENDING).update(
                 outcome=OfferOutcome.TIMED_OUT, responded_at=now
             ):
@@ -347,6 +367,7 @@ def offers_withdraw_for_agents(*, agent_ids: Iterable[int], now: dt.datetime) ->
     withdrawn = 0
     for offer in offers:
         with transaction.atomic():
+            _lock_escalation(offer.escalation_id)
             if not EscalationOffer.objects.filter(pk=offer.pk, outcome=OfferOutcome.PENDING).update(
                 outcome=OfferOutcome.WITHDRAWN, responded_at=now
             ):
@@ -396,6 +417,7 @@ def escalation_wrap(
             queue_id=escalation.queue_id,
             agent_ids=[agent.pk],
         )
+        route_for_freed_agent(agent)
     escalation.refresh_from_db()
     return escalation
 

@@ -205,13 +205,14 @@ def callback_dial_task(self, *, tenant_id: int, attempt_id: int, ring: int) -> s
     the same key; otherwise the agent is told and may press "Call back" again."""
     from django.core.exceptions import PermissionDenied
 
-    from agents.callbacks import callback_dial_failed, callback_dial_run
+    from agents.callbacks import callback_dial_failed, callback_dial_release, callback_dial_run
     from telephony.client import TelephonyError
 
     try:
         return callback_dial_run(attempt_id=attempt_id, ring=ring)
     except TelephonyError as exc:
         if exc.retryable and self.request.retries < self.max_retries:
+            callback_dial_release(attempt_id=attempt_id, ring=ring)
             retry = self.retry(exc=exc, countdown=2**self.request.retries, throw=False)
             if self.request.is_eager and retry.sig is not None:
                 retry.sig.apply()
@@ -254,3 +255,11 @@ def escalation_offer_callback_task(*, tenant_id: int, escalation_id: int, source
     if not closed_and_uncovered(escalation):
         return False  # someone came online (or coverage started) meanwhile: the caller keeps waiting
     return offer_callback_to_caller(escalation=escalation, now=timezone.now(), source=source)
+
+
+@shared_task(name="agents.tasks.route_waiting", base=TenantTask)
+def route_waiting_task(*, tenant_id: int) -> int:
+    """Offer this business's waiting work now (an agent just became free)."""
+    from agents.services import waiting_work_route
+
+    return waiting_work_route(tenant_ids=[tenant_id], now=timezone.now())

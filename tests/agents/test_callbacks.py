@@ -496,3 +496,58 @@ async def test_console_call_back_and_finish_and_another_tenants_console_gets_not
     ok = await receive_until(console, of_type("ok"))
     assert ok["callback_state"] == "completed"
     await console.disconnect()
+
+
+def test_a_late_answer_of_an_older_ring_is_hung_up_before_it_dials_the_customer_again(
+    business, ready_bob, due_callback, fake, django_capture_on_commit_callbacks
+):
+    [escalation] = dispatch(django_capture_on_commit_callbacks)
+    take(escalation, ready_bob, django_capture_on_commit_callbacks)
+    with tenant_scope([business.id]), django_capture_on_commit_callbacks(execute=True):
+        attempt = callback_dial(escalation_id=escalation.pk, agent=ready_bob, now=TUESDAY_NOON)
+    with tenant_scope([business.id]), django_capture_on_commit_callbacks(execute=True):
+        callback_leg_event(attempt_id=attempt.pk, ring=1, leg="callback", payload={"status": "timeout"})
+    with tenant_scope([business.id]), django_capture_on_commit_callbacks(execute=True):
+        callback_dial(escalation_id=escalation.pk, agent=ready_bob, now=TUESDAY_NOON)
+    first_leg = bridges(fake)[0]["result"].uuid
+    with tenant_scope([business.id]), django_capture_on_commit_callbacks(execute=True):
+        callback_leg_event(
+            attempt_id=attempt.pk, ring=1, leg="callback", payload={"status": "answered", "uuid": first_leg}
+        )
+    assert [c for c in fake.calls if c["method"] == "hangup"] == [{"method": "hangup", "uuid": first_leg}]
+    assert fresh(escalation).state == EscalationState.ACCEPTED  # the current ring is still ringing
+
+
+def test_a_redelivered_dial_after_a_worker_died_mid_call_does_not_call_again(
+    business, ready_bob, due_callback, fake, django_capture_on_commit_callbacks
+):
+    [escalation] = dispatch(django_capture_on_commit_callbacks)
+    take(escalation, ready_bob, django_capture_on_commit_callbacks)
+    with tenant_scope([business.id]), django_capture_on_commit_callbacks(execute=False):
+        attempt = callback_dial(escalation_id=escalation.pk, agent=ready_bob, now=TUESDAY_NOON)
+    # The first delivery claimed the ring and died before Vonage answered (nothing recorded after the claim).
+    with unscoped("test setup"):
+        CallbackAttempt.objects.filter(pk=attempt.pk).update(agent_leg_status="placing")
+    assert callback_dial_task(tenant_id=business.id, attempt_id=attempt.pk, ring=1) is None
+    assert bridges(fake) == []
+    # Vonage's events for that call still arrive; a failure lets the agent ring again.
+    with tenant_scope([business.id]), django_capture_on_commit_callbacks(execute=True):
+        callback_leg_event(attempt_id=attempt.pk, ring=1, leg="callback", payload={"status": "failed"})
+        callback_dial(escalation_id=escalation.pk, agent=ready_bob, now=TUESDAY_NOON)
+    assert [c["idempotency_key"] for c in bridges(fake)] == [f"callback-{due_callback.pk}-attempt-1-ring-2"]
+
+
+def test_waiting_work_is_offered_as_soon_as_the_agent_finishes(
+    business, ready_bob, clock, fake, django_capture_on_commit_callbacks
+):
+    first = schedule(business, django_capture_on_commit_callbacks, phone="+15555550123")
+    second = schedule(business, django_capture_on_commit_callbacks, phone="+15555550124")
+    [one, two] = dispatch(django_capture_on_commit_callbacks)
+    assert (one.callback_id, two.callback_id) == (first.pk, second.pk)
+    take(one, ready_bob, django_capture_on_commit_callbacks)
+    with unscoped("test assertions"):
+        assert not EscalationOffer.objects.filter(escalation=two).exists()  # bob is at capacity
+    with tenant_scope([business.id]), django_capture_on_commit_callbacks(execute=True):
+        callback_finish(escalation_id=one.pk, agent=ready_bob, outcome="reached")
+    with unscoped("test assertions"):
+        assert EscalationOffer.objects.filter(escalation=two, agent=ready_bob, outcome="pending").exists()
