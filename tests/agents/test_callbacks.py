@@ -33,7 +33,7 @@ from tenants.models import Coverage, CoverageMode
 from tenants.scoping import tenant_scope, unscoped
 from tests.agents.test_routing import make_ready
 from tests.agents.test_voice import caller_waits, transfers
-from tests.factories import make_conversation, make_escalation, make_phone_number
+from tests.factories import make_callback, make_conversation, make_escalation, make_phone_number
 from tests.telephony.test_webhooks import NUMBER, ncco_of, signed_post
 
 NY = "America/New_York"
@@ -551,3 +551,24 @@ def test_waiting_work_is_offered_as_soon_as_the_agent_finishes(
         callback_finish(escalation_id=one.pk, agent=ready_bob, outcome="reached")
     with unscoped("test assertions"):
         assert EscalationOffer.objects.filter(escalation=two, agent=ready_bob, outcome="pending").exists()
+
+
+def test_tenant_tasks_with_another_tenants_id_touch_nothing(
+    business, tenant_b, ready_bob, clock, fake, django_capture_on_commit_callbacks
+):
+    from agents.tasks import callbacks_dispatch_tenant_task, escalation_offer_callback_task, route_waiting_task
+
+    with time_machine.travel(TUESDAY_NIGHT, tick=False), tenant_scope([business.id]):
+        callback = make_callback(business, due_at=TUESDAY_NOON - dt.timedelta(minutes=1))
+        live = make_escalation(business, created_at=TUESDAY_NIGHT)
+        live.conversation.vonage_uuid = "leg-9"
+        live.conversation.save()
+    assert callbacks_dispatch_tenant_task(tenant_id=tenant_b.id) == 0
+    assert escalation_offer_callback_task(tenant_id=tenant_b.id, escalation_id=live.pk, source="after_hours") is False
+    assert route_waiting_task(tenant_id=tenant_b.id) == 0
+    assert fresh(callback).state == CallbackState.SCHEDULED
+    assert fresh(live).state == EscalationState.WAITING and transfers(fake) == []
+    with unscoped("test assertions"):
+        assert not EscalationOffer.objects.exists()
+    # The right tenant's id does the work.
+    assert callbacks_dispatch_tenant_task(tenant_id=business.id) == 1
