@@ -213,10 +213,6 @@ def run_pool(config_path: str) -> int:
     import django
 
     django.setup()
-    if os.environ.get("SOAK_ROUTE_LOCK_SELF") == "1":
-        from _soak_app import route_lock_self
-
-        route_lock_self()
     from django.core.exceptions import PermissionDenied
 
     from agents.callbacks import callback_dial, callback_finish, on_callback_leg_event
@@ -521,8 +517,6 @@ def report(result: dict) -> None:
     print()
     print(f"Callbacks soak — {r['machine']}")
     print(f"  command: {r['command']}")
-    if r["route_lock_self"]:
-        print("  EXPERIMENT --route-lock-self: routing locks the escalation row only (not production code)")
     print(
         f"  simulated {WINDOW_START:%a %Y-%m-%d %H:%M} - {WINDOW_END:%a %H:%M} UTC at x{r['speed']:g} "
         f"(dispatch every {60 / r['speed']:.3f} real s = 1 simulated minute); real run time {r['wall_seconds']} s "
@@ -581,11 +575,6 @@ def main() -> int:
         "--concurrency", type=int, default=4, help="worker processes (default 4, as the Procfile's CELERY_CONCURRENCY)"
     )
     parser.add_argument("--worker-log-level", default="WARNING", help="the Celery worker's -l (default WARNING)")
-    parser.add_argument(
-        "--route-lock-self",
-        action="store_true",
-        help="experiment: routing locks the escalation row only (see bench/_soak_app.py); default: as production",
-    )
     parser.add_argument("--postgres", default="postgres://postgres@127.0.0.1:5432", help="server URL, no database")
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/13", help="an empty Redis db (flushed at the end)")
     parser.add_argument("--keep-logs", help="copy the worker/beat/pool logs to this directory")
@@ -618,7 +607,6 @@ def main() -> int:
             "CALLBACK_DISPATCH_SECONDS": repr(60.0 / args.speed),
             "LOG_LEVEL": "WARNING",
             "SOAK_TASK_TIMES": str(tmp),
-            "SOAK_ROUTE_LOCK_SELF": "1" if args.route_lock_self else "0",
         }
     )
     procs: list[subprocess.Popen] = []
@@ -628,7 +616,6 @@ def main() -> int:
         "command": " ".join(["python", *sys.argv]),
         "speed": args.speed,
         "load_before": os.getloadavg(),
-        "route_lock_self": args.route_lock_self,
     }
     try:
         with admin(args.postgres) as conn:
@@ -640,10 +627,6 @@ def main() -> int:
         import django
 
         django.setup()
-        if args.route_lock_self:
-            from _soak_app import route_lock_self
-
-            route_lock_self()
         print(f"migrating {db_name} and loading {len(BUSINESSES)} businesses ...", flush=True)
         setup = prepare(args)
         requests = plan(args.callbacks, args.seed)
