@@ -441,23 +441,16 @@ def callback_finish(
 
 def on_callback_leg_event(marker: dict, payload: dict) -> bool:
     """conversations.hooks.on_leg_event subscriber for the legs of a callback call."""
-    from tenants.scoping import tenant_scope, unscoped
+    from agents.voice import scoped_leg_event
 
-    leg = marker.get("leg")
-    if leg not in (AGENT_LEG, CUSTOMER_LEG):
-        return False
-    try:
-        attempt_id, ring = int(marker.get("attempt", "")), int(marker.get("ring", ""))
-    except ValueError:
-        logger.warning("callback leg event with a malformed marker", extra={"marker": marker})
-        return True
-    with unscoped("a callback leg's event names its attempt; its tenant scopes the rest"):
-        tenant_id = CallbackAttempt.objects.filter(pk=attempt_id).values_list("tenant_id", flat=True).first()
-    if tenant_id is None:
-        return True
-    with tenant_scope([tenant_id]):
-        callback_leg_event(attempt_id=attempt_id, ring=ring, leg=leg, payload=payload)
-    return True
+    return scoped_leg_event(
+        marker,
+        legs=(AGENT_LEG, CUSTOMER_LEG),
+        model=CallbackAttempt,
+        id_key="attempt",
+        try_key="ring",
+        handle=lambda row_id, ring, leg: callback_leg_event(attempt_id=row_id, ring=ring, leg=leg, payload=payload),
+    )
 
 
 # --- scheduling side effects (conversations.hooks) ----------------------------------------------------------

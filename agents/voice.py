@@ -78,22 +78,37 @@ def on_conversation_ended(conversation: Conversation) -> None:
                 _hangup_quietly(leg)
 
 
-def on_agent_leg_event(marker: dict, payload: dict) -> bool:
-    """A status event of an agent leg we dialled (its event URL carries the marker)."""
-    if marker.get("leg") != AGENT_LEG:
+def scoped_leg_event(marker: dict, *, legs: tuple[str, ...], model, id_key: str, try_key: str, handle) -> bool:
+    """The door for status events of legs we dialled ourselves: the event URL's marker names the kind of leg,
+    the row (``id_key``) and the try (``try_key``); the row's tenant scopes ``handle(row_id, try, leg)``.
+    Returns False for a leg of another kind (another subscriber's), True once handled or dropped."""
+    leg = marker.get("leg")
+    if leg not in legs:
         return False
     try:
-        escalation_id, attempt = int(marker.get("escalation", "")), int(marker.get("attempt", ""))
+        row_id, number = int(marker.get(id_key, "")), int(marker.get(try_key, ""))
     except ValueError:
-        logger.warning("agent leg event with a malformed marker", extra={"marker": marker})
+        logger.warning("leg event with a malformed marker", extra={"marker": marker})
         return True
-    with unscoped("an agent leg's event names its escalation; its tenant scopes the rest"):
-        tenant_id = Escalation.objects.filter(pk=escalation_id).values_list("tenant_id", flat=True).first()
+    with unscoped("a dialled leg's event names its row; that row's tenant scopes the rest"):
+        tenant_id = model.objects.filter(pk=row_id).values_list("tenant_id", flat=True).first()
     if tenant_id is None:
         return True
     with tenant_scope([tenant_id]):
-        agent_leg_event(escalation_id=escalation_id, attempt=attempt, payload=payload)
+        handle(row_id, number, leg)
     return True
+
+
+def on_agent_leg_event(marker: dict, payload: dict) -> bool:
+    """A status event of an agent leg we dialled into a caller's conversation."""
+    return scoped_leg_event(
+        marker,
+        legs=(AGENT_LEG,),
+        model=Escalation,
+        id_key="escalation",
+        try_key="attempt",
+        handle=lambda row_id, attempt, leg: agent_leg_event(escalation_id=row_id, attempt=attempt, payload=payload),
+    )
 
 
 # --- the agent's leg ---------------------------------------------------------------------------------

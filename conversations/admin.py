@@ -17,7 +17,24 @@ from conversations.models import (
 from tenants.admin_site import ReadOnlyTenantAdmin, TenantModelAdmin
 
 
-class TurnInline(admin.TabularInline):
+class _RecordInline(admin.TabularInline):
+    """Rows of the record shown under their parent: read-only, visible to whoever may view the parent."""
+
+    extra = 0
+    can_delete = False
+    parent_model_cls: type = Conversation
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_view_permission(self, request, obj=None):
+        return admin.site._registry[self.parent_model_cls].has_view_permission(request, obj)
+
+
+class TurnInline(_RecordInline):
     model = Turn
     fields = (
         "seq",
@@ -31,17 +48,6 @@ class TurnInline(admin.TabularInline):
         "latency_ms",
     )
     readonly_fields = fields
-    extra = 0
-    can_delete = False
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_view_permission(self, request, obj=None):
-        return admin.site._registry[Conversation].has_view_permission(request, obj)
 
 
 @admin.register(Conversation)
@@ -79,21 +85,11 @@ class VoicemailAdmin(ReadOnlyTenantAdmin):
 
 
 # --- callbacks ---------------------------------------------------------------------------------------
-class CallbackAttemptInline(admin.TabularInline):
+class CallbackAttemptInline(_RecordInline):
     model = CallbackAttempt
+    parent_model_cls = Callback
     fields = ("number", "agent", "dialled_at", "agent_leg_status", "customer_status", "bridged_at", "outcome", "notes")
     readonly_fields = fields
-    extra = 0
-    can_delete = False
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_view_permission(self, request, obj=None):
-        return admin.site._registry[Callback].has_view_permission(request, obj)
 
 
 class OverdueFilter(admin.SimpleListFilter):
