@@ -1,8 +1,10 @@
-"""Helpers shared by the benchmarks: free ports and local daphne servers (loopback only)."""
+"""Helpers shared by the benchmarks: free ports, local daphne servers (loopback only), a scratch Postgres
+database, percentiles and a line about the machine."""
 
 from __future__ import annotations
 
 import os
+import platform
 import secrets
 import socket
 import subprocess
@@ -74,3 +76,49 @@ def prod_env(
         "SECURE_SSL_REDIRECT": "False",
         "PYTHONUNBUFFERED": "1",
     }
+
+
+def percentiles(values: list[float]) -> dict:
+    """n, p50, p90, p99 and max (nearest rank), rounded to 0.1; {"n": 0} for no values."""
+    if not values:
+        return {"n": 0}
+    ordered = sorted(values)
+
+    def pick(q: float) -> float:
+        return round(ordered[min(len(ordered) - 1, max(0, int(round(q * len(ordered) + 0.5)) - 1))], 1)
+
+    return {"n": len(ordered), "p50": pick(0.5), "p90": pick(0.9), "p99": pick(0.99), "max": round(ordered[-1], 1)}
+
+
+def machine() -> str:
+    """E.g. "2 cores (AMD EPYC ...), 23.5 GiB RAM, Python 3.11.7, Linux"."""
+    cpu = platform.processor() or platform.machine()
+    mem = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+        kb = int(next(x for x in Path("/proc/meminfo").read_text().splitlines() if x.startswith("MemTotal")).split()[1])
+        mem = f", {kb / 1024 / 1024:.1f} GiB RAM"
+    except (OSError, StopIteration, ValueError):
+        pass
+    return f"{os.cpu_count()} cores ({cpu}){mem}, Python {platform.python_version()}, {platform.system()}"
+
+
+def admin_connect(postgres_url: str):
+    """An autocommit connection to the server's maintenance database (to create and drop bench databases)."""
+    import psycopg
+
+    return psycopg.connect(f"{postgres_url.rstrip('/')}/postgres", autocommit=True, connect_timeout=5)
+
+
+def create_database(postgres_url: str, name: str) -> None:
+    with admin_connect(postgres_url) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+
+
+def drop_database(postgres_url: str, name: str) -> None:
+    with admin_connect(postgres_url) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -41,7 +41,6 @@ import datetime as dt
 import heapq
 import json
 import os
-import platform
 import random
 import signal
 import subprocess
@@ -55,7 +54,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import _clock
-from _servers import prod_env
+from _servers import machine, percentiles, prod_env
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = Path(__file__).resolve().parent
@@ -362,17 +361,6 @@ def admin(postgres: str):
 
 
 # ================================================================ analysis
-def percentiles(values: list[float]) -> dict:
-    if not values:
-        return {"n": 0}
-    ordered = sorted(values)
-
-    def pick(q: float) -> float:
-        return round(ordered[min(len(ordered) - 1, max(0, int(round(q * len(ordered) + 0.5)) - 1))], 1)
-
-    return {"n": len(ordered), "p50": pick(0.5), "p90": pick(0.9), "p99": pick(0.99), "max": round(ordered[-1], 1)}
-
-
 def analyse(setup: dict, requests: list[dict], created: dict[int, int], pool: dict) -> dict:
     from django.db.models import Count, Min
 
@@ -498,18 +486,6 @@ def task_durations(folder: Path, soak_seconds: float, processes: int) -> dict:
             for name, values in sorted(runs.items(), key=lambda kv: -sum(kv[1]))
         },
     }
-
-
-def machine() -> str:
-    cpu = platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{os.cpu_count()} cores ({cpu}), Python {platform.python_version()}, {platform.system()}"
 
 
 def report(result: dict) -> None:

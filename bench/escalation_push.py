@@ -37,7 +37,6 @@ import argparse
 import asyncio
 import json
 import os
-import platform
 import signal
 import subprocess
 import sys
@@ -47,7 +46,7 @@ import time
 from collections import Counter, defaultdict
 from pathlib import Path
 
-from _servers import free_port, prod_env, start_servers, wait_healthy  # noqa: E402 (bench/ is on sys.path)
+from _servers import free_port, machine, percentiles, prod_env, start_servers, wait_healthy  # noqa: E402 (bench/ is on sys.path)
 
 ROOT = Path(__file__).resolve().parent.parent
 HEARTBEAT_S = 10.0
@@ -174,31 +173,6 @@ def run_fleet(config_path: str) -> int:
 
 
 # ================================================================ the orchestrator
-def percentiles(values: list[float]) -> dict:
-    if not values:
-        return {"n": 0}
-    ordered = sorted(values)
-
-    def pick(q: float) -> float:
-        return round(ordered[min(len(ordered) - 1, max(0, int(round(q * len(ordered) + 0.5)) - 1))], 1)
-
-    return {"n": len(ordered), "p50": pick(0.5), "p90": pick(0.9), "p99": pick(0.99), "max": round(ordered[-1], 1)}
-
-
-def machine() -> str:
-    cpu = platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-        kb = int(next(x for x in Path("/proc/meminfo").read_text().splitlines() if x.startswith("MemTotal")).split()[1])
-        mem = f", {kb / 1024 / 1024:.1f} GiB RAM"
-    except (OSError, StopIteration, ValueError):
-        mem = ""
-    return f"{os.cpu_count()} cores ({cpu}){mem}, Python {platform.python_version()}, {platform.system()}"
-
-
 def write_settings(args, tmp: Path) -> str:
     """prod.py as it is, or (with --redis-socket-timeout) with that socket timeout on the channel layer's
     Redis connections. Returns the settings module to use."""

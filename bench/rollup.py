@@ -45,7 +45,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _servers import free_port, prod_env, start_servers, wait_healthy  # noqa: E402 (bench/ is on sys.path)
+from _servers import admin_connect, create_database, drop_database, free_port, prod_env, start_servers, wait_healthy  # noqa: E402 (bench/ is on sys.path)
 
 ROOT = Path(__file__).resolve().parent.parent
 DB_NAME = "switchboard_bench_rollup"
@@ -86,23 +86,6 @@ def sql_list(values: list[str]) -> str:
 
 
 # ---------------------------------------------------------------- environment
-def admin_connect(args):
-    import psycopg
-
-    return psycopg.connect(f"{args.postgres.rstrip('/')}/postgres", autocommit=True, connect_timeout=5)
-
-
-def create_database(args) -> None:
-    with admin_connect(args) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{DB_NAME}"')
-
-
-def drop_database(args) -> None:
-    with admin_connect(args) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)')
-
-
 def write_settings(tmp: Path) -> None:
     (tmp / "bench_settings.py").write_text(
         "# Production settings; only STATIC_ROOT moves to the benchmark's temporary directory.\n"
@@ -429,10 +412,10 @@ def main() -> int:
     try:
         write_settings(tmp)
         print(f"Creating {DB_NAME}, migrating, collecting static files ...", flush=True)
-        create_database(args)
+        create_database(args.postgres, DB_NAME)
         manage(env, "migrate", "--noinput", "-v", "0")
         manage(env, "collectstatic", "--noinput", "-v", "0")
-        with admin_connect(args) as conn:
+        with admin_connect(args.postgres) as conn:
             report["postgres"] = conn.execute("SHOW server_version").fetchone()[0]
         print(
             f"Generating {args.tenants} tenants and {args.conversations:,} conversations over {args.days} days ...",
@@ -476,7 +459,7 @@ def main() -> int:
         stop(procs)
         if not args.keep:
             try:
-                drop_database(args)
+                drop_database(args.postgres, DB_NAME)
             except Exception as exc:
                 print(f"(could not drop {DB_NAME}: {exc})", file=sys.stderr)
         clear_redis(args.redis, prefix)

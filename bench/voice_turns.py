@@ -39,7 +39,6 @@ import io
 import itertools
 import json
 import os
-import platform
 import pstats
 import random
 import shutil
@@ -55,7 +54,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from _servers import free_port, prod_env, start_servers, wait_healthy  # noqa: E402 (bench/ is on sys.path)
+from _servers import (  # noqa: E402 (bench/ is on sys.path)
+    create_database,
+    drop_database,
+    free_port,
+    machine,
+    percentiles,
+    prod_env,
+    start_servers,
+    wait_healthy,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -132,15 +140,6 @@ class Phase:
         return out
 
 
-def percentiles(values: list[float]) -> dict:
-    ordered = sorted(values)
-
-    def pick(q: float) -> float:
-        return round(ordered[min(len(ordered) - 1, max(0, int(round(q * len(ordered) + 0.5)) - 1))], 1)
-
-    return {"n": len(ordered), "p50": pick(0.50), "p90": pick(0.90), "p99": pick(0.99), "max": round(ordered[-1], 1)}
-
-
 # ---------------------------------------------------------------- environment
 
 
@@ -168,23 +167,6 @@ def write_settings(tmp: Path) -> None:
         "from contactcenter.settings.prod import *  # noqa: F403\n"
         f"STATIC_ROOT = {str(tmp / 'static')!r}\n"
     )
-
-
-def admin_connect(args):
-    import psycopg
-
-    return psycopg.connect(f"{args.postgres.rstrip('/')}/postgres", autocommit=True, connect_timeout=5)
-
-
-def create_database(args) -> None:
-    with admin_connect(args) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{DB_NAME}"')
-
-
-def drop_database(args) -> None:
-    with admin_connect(args) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)')
 
 
 def setup_django(env: dict[str, str], tmp: Path) -> None:
@@ -491,24 +473,6 @@ def profile_turn(secret: str) -> tuple[dict, str, float, float]:
 # ---------------------------------------------------------------- report
 
 
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    mem = ""
-    try:
-        kb = int(next(x for x in Path("/proc/meminfo").read_text().splitlines() if x.startswith("MemTotal")).split()[1])
-        mem = f", {kb / 1024 / 1024:.1f} GiB RAM"
-    except (OSError, StopIteration, ValueError):
-        pass
-    return f"{os.cpu_count()} cores ({cpu}){mem}, Python {platform.python_version()}, {platform.system()}"
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--calls", type=int, default=50, help="concurrent simulated calls (default 50)")
@@ -563,7 +527,7 @@ def main() -> int:
         if results["load_before"][0] > 0.5 * (os.cpu_count() or 1):
             print(f"WARNING: the machine is busy (load average {results['load_before'][0]:.1f}): figures will suffer.")
         print(f"Setting up database {DB_NAME}, migrations, static files and the dental script ...", flush=True)
-        create_database(args)
+        create_database(args.postgres, DB_NAME)
         db_created = True
         setup_django(env, tmp)
         prepare_data()
@@ -624,7 +588,7 @@ def main() -> int:
         except Exception:
             pass
         if db_created:
-            drop_database(args)
+            drop_database(args.postgres, DB_NAME)
         clear_redis(args, env["CACHE_PREFIX"])
         if args.keep_logs:
             Path(args.keep_logs).mkdir(parents=True, exist_ok=True)
