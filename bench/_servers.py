@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import platform
 import secrets
+import signal
 import socket
 import subprocess
 import sys
@@ -122,3 +123,33 @@ def create_database(postgres_url: str, name: str) -> None:
 def drop_database(postgres_url: str, name: str) -> None:
     with admin_connect(postgres_url) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def stop(procs: list[subprocess.Popen], timeout: float = 10, *, kill_group: bool = False) -> None:
+    """SIGTERM every process, wait, then SIGKILL what is left (its whole process group with kill_group)."""
+    for proc in procs:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    for proc in procs:
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            if kill_group:
+                os.killpg(proc.pid, signal.SIGKILL)
+            else:
+                proc.kill()
+            proc.wait(timeout=5)
+
+
+def clear_redis(url: str, prefix: str) -> None:
+    """Delete the bench's keys (``<prefix>:*``); best effort, and says so when it cannot."""
+    try:
+        import redis
+
+        client = redis.Redis.from_url(url, socket_connect_timeout=2)
+        keys = list(client.scan_iter(f"{prefix}:*", count=1000))
+        for i in range(0, len(keys), 500):
+            client.delete(*keys[i : i + 500])
+        client.close()
+    except Exception as exc:
+        print(f"(could not clear the bench's Redis keys: {exc})", file=sys.stderr)

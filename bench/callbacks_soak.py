@@ -42,7 +42,6 @@ import heapq
 import json
 import os
 import random
-import signal
 import subprocess
 import sys
 import tempfile
@@ -54,7 +53,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import _clock
-from _servers import machine, percentiles, prod_env
+from _servers import admin_connect, machine, percentiles, prod_env, stop
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = Path(__file__).resolve().parent
@@ -342,25 +341,6 @@ def start(cmd: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
     )
 
 
-def stop(procs: list[subprocess.Popen], timeout: float = 20) -> None:
-    for proc in procs:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-    for proc in procs:
-        try:
-            proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=5)
-
-
-def admin(postgres: str):
-    import psycopg
-
-    return psycopg.connect(f"{postgres.rstrip('/')}/postgres", autocommit=True, connect_timeout=5)
-
-
-# ================================================================ analysis
 def analyse(setup: dict, requests: list[dict], created: dict[int, int], pool: dict) -> dict:
     from django.db.models import Count, Min
 
@@ -594,7 +574,7 @@ def main() -> int:
         "load_before": os.getloadavg(),
     }
     try:
-        with admin(args.postgres) as conn:
+        with admin_connect(args.postgres) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)')
             conn.execute(f'CREATE DATABASE "{db_name}"')
         os.environ.update(env)
@@ -705,7 +685,7 @@ def main() -> int:
         _clock.sleep_until(WINDOW_END)
         print(f"  {_clock.sim_now():%a %H:%M} simulated: the day is over; stopping", flush=True)
         pool.wait(timeout=60)
-        stop(procs)
+        stop(procs, 20, kill_group=True)
         sampling.set()
         result["soak_seconds"] = round(time.monotonic() - t_soak, 1)
         pool_data = (
@@ -742,7 +722,7 @@ def main() -> int:
             print(f"--- last lines of {log.name}:", *tail, sep="\n", file=sys.stderr)
         raise
     finally:
-        stop(procs)
+        stop(procs, 20, kill_group=True)
         if args.keep_logs:
             keep = Path(args.keep_logs)
             keep.mkdir(parents=True, exist_ok=True)
@@ -754,7 +734,7 @@ def main() -> int:
             connections.close_all()
         except Exception:
             pass
-        with admin(args.postgres) as conn:
+        with admin_connect(args.postgres) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)')
         broker.flushdb()
         broker.close()

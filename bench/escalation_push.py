@@ -37,7 +37,6 @@ import argparse
 import asyncio
 import json
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -46,7 +45,17 @@ import time
 from collections import Counter, defaultdict
 from pathlib import Path
 
-from _servers import free_port, machine, percentiles, prod_env, start_servers, wait_healthy  # noqa: E402 (bench/ is on sys.path)
+from _servers import (  # noqa: E402 (bench/ is on sys.path)
+    admin_connect,
+    clear_redis,
+    free_port,
+    machine,
+    percentiles,
+    prod_env,
+    start_servers,
+    stop,
+    wait_healthy,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 HEARTBEAT_S = 10.0
@@ -209,12 +218,6 @@ def bench_env(args, db_name: str, ports: list[int], prefix: str, tmp: Path) -> d
     return env
 
 
-def admin(args):
-    import psycopg
-
-    return psycopg.connect(f"{args.postgres.rstrip('/')}/postgres", autocommit=True, connect_timeout=5)
-
-
 def prepare_data(m: int, k: int) -> tuple[int, list[dict]]:
     """Migrate; one business, one queue, M available agents with a session each. Returns (tenant id, agents)."""
     from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
@@ -249,31 +252,6 @@ def prepare_data(m: int, k: int) -> tuple[int, list[dict]]:
         agents.append({"idx": i, "user_id": user.pk, "session": session.session_key})
     connections.close_all()
     return tenant.id, agents
-
-
-def stop(procs: list[subprocess.Popen]) -> None:
-    for proc in procs:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-    for proc in procs:
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
-
-
-def clear_redis(url: str, prefix: str) -> None:
-    try:
-        import redis
-
-        client = redis.Redis.from_url(url, socket_connect_timeout=2)
-        keys = list(client.scan_iter(f"{prefix}:*", count=1000))
-        for i in range(0, len(keys), 500):
-            client.delete(*keys[i : i + 500])
-        client.close()
-    except Exception as exc:  # best effort; say so
-        print(f"(could not clear the bench's Redis keys: {exc})", file=sys.stderr)
 
 
 class Fleet:
@@ -370,7 +348,7 @@ def main() -> int:
     started = time.monotonic()
     result: dict = {"machine": machine(), "command": " ".join(["python", *sys.argv]), "args": vars(args)}
     try:
-        with admin(args) as conn:
+        with admin_connect(args.postgres) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)')
             conn.execute(f'CREATE DATABASE "{db_name}"')
         os.environ.update(env)
@@ -422,7 +400,7 @@ def main() -> int:
             connections.close_all()
         except Exception:
             pass
-        with admin(args) as conn:
+        with admin_connect(args.postgres) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)')
         clear_redis(args.redis, prefix)
         for path in sorted(tmp.glob("*")):

@@ -37,7 +37,6 @@ import os
 import platform
 import re
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -45,7 +44,17 @@ import tempfile
 import time
 from pathlib import Path
 
-from _servers import admin_connect, create_database, drop_database, free_port, prod_env, start_servers, wait_healthy  # noqa: E402 (bench/ is on sys.path)
+from _servers import (  # noqa: E402 (bench/ is on sys.path)
+    admin_connect,
+    clear_redis,
+    create_database,
+    drop_database,
+    free_port,
+    prod_env,
+    start_servers,
+    stop,
+    wait_healthy,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 DB_NAME = "switchboard_bench_rollup"
@@ -346,30 +355,6 @@ def timed_gets(port: int, path: str, session: str, loads: int, warmup: int = 3) 
         "mean": round(statistics.mean(ordered), 1),
         "bytes": size,
     }
-
-
-def stop(procs) -> None:
-    for proc in procs:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-    for proc in procs:
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-
-
-def clear_redis(url: str, prefix: str) -> None:
-    try:
-        import redis
-
-        client = redis.Redis.from_url(url, socket_connect_timeout=2)
-        keys = list(client.scan_iter(f"{prefix}:*", count=1000))
-        for i in range(0, len(keys), 500):
-            client.delete(*keys[i : i + 500])
-        client.close()
-    except Exception as exc:  # best effort; say so
-        print(f"(could not clear the bench's Redis keys: {exc})", file=sys.stderr)
 
 
 def main() -> int:

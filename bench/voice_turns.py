@@ -42,7 +42,6 @@ import os
 import pstats
 import random
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -55,6 +54,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from _servers import (  # noqa: E402 (bench/ is on sys.path)
+    clear_redis,
     create_database,
     drop_database,
     free_port,
@@ -62,6 +62,7 @@ from _servers import (  # noqa: E402 (bench/ is on sys.path)
     percentiles,
     prod_env,
     start_servers,
+    stop,
     wait_healthy,
 )
 
@@ -207,31 +208,6 @@ def server_log_counts(tmp: Path) -> dict[str, int]:
                 if needle in line:
                     counts[needle] += 1
     return dict(counts)
-
-
-def stop_servers(procs: list[subprocess.Popen]) -> None:
-    for proc in procs:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-    for proc in procs:
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
-
-
-def clear_redis(args, prefix: str) -> None:
-    try:
-        import redis
-
-        client = redis.Redis.from_url(args.redis, socket_connect_timeout=2)
-        keys = list(client.scan_iter(f"{prefix}:*", count=1000))
-        for i in range(0, len(keys), 500):
-            client.delete(*keys[i : i + 500])
-        client.close()
-    except Exception as exc:  # cleanup is best effort; say so
-        print(f"(could not clear the bench's Redis keys: {exc})", file=sys.stderr)
 
 
 # ---------------------------------------------------------------- load
@@ -557,7 +533,7 @@ def main() -> int:
         results["bare_unsigned_401"] = bare_summary(unsigned)
 
         results["load_after"] = os.getloadavg()
-        stop_servers(procs)
+        stop(procs)
         procs = []
         results["server_log"] = server_log_counts(tmp)
         results["server_turn_latency_ms"] = {
@@ -580,7 +556,7 @@ def main() -> int:
             print(f"--- tail of {log.name}:\n" + log.read_text(errors="replace")[-3000:], file=sys.stderr)
         raise
     finally:
-        stop_servers(procs)
+        stop(procs)
         try:
             from django.db import connections
 
@@ -589,7 +565,7 @@ def main() -> int:
             pass
         if db_created:
             drop_database(args.postgres, DB_NAME)
-        clear_redis(args, env["CACHE_PREFIX"])
+        clear_redis(args.redis, env["CACHE_PREFIX"])
         if args.keep_logs:
             Path(args.keep_logs).mkdir(parents=True, exist_ok=True)
             for log in tmp.glob("daphne-*.log"):
