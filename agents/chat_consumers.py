@@ -72,6 +72,10 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
     async def disconnect(self, code: int) -> None:
         if self.group:
             await self.channel_layer.group_discard(self.group, self.channel_name)
+        if self.conversation_id is not None:
+            await database_sync_to_async(webchat.visitor_disconnected)(
+                tenant_id=self.site.tenant_id, conversation_id=self.conversation_id
+            )
 
     async def scoped(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         tenant_id = self.site.tenant_id
@@ -124,6 +128,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             await self.close(code=CLOSE_FORBIDDEN)
             return
         self.conversation_id = opened.conversation.pk
+        await database_sync_to_async(webchat.visitor_connected)(conversation_id=self.conversation_id)
         self.group = webchat.chat_group(self.conversation_id)
         await self.channel_layer.group_add(self.group, self.channel_name)
         await self.send_json(

@@ -263,3 +263,11 @@ def route_waiting_task(*, tenant_id: int) -> int:
     from agents.services import waiting_work_route
 
     return waiting_work_route(tenant_ids=[tenant_id], now=timezone.now())
+
+
+@shared_task(name="agents.tasks.chat_visitor_gone", base=TenantTask)
+def chat_visitor_gone_task(*, tenant_id: int, conversation_id: int) -> bool:
+    """A minute after a chat visitor's last tab closed: if they did not come back, abandon their waiting."""
+    from agents.webchat import chat_visitor_gone
+
+    return chat_visitor_gone(conversation_id=conversation_id)

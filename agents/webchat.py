@@ -487,3 +487,49 @@ def site_allows(site: ChatSite, limit: int | None = None) -> bool:
         cache.add(key, 1, timeout=90)
         count = 1
     return count <= limit
+
+
+# --- a visitor who leaves while waiting -------------------------------------------------------------
+#: A visitor whose every chat tab has been closed this long is gone: their waiting escalation is abandoned
+#: (a reload or a flaky connection reconnects well within it and keeps the place).
+GONE_AFTER_SECONDS = 60
+_SOCKETS_KEY = "webchat:sockets:{conversation_id}"
+
+
+def visitor_connected(*, conversation_id: int) -> None:
+    """A chat socket of this conversation started (several tabs may share one conversation)."""
+    key = _SOCKETS_KEY.format(conversation_id=conversation_id)
+    cache.add(key, 0, timeout=TOKEN_MAX_AGE)
+    cache.incr(key)
+
+
+def visitor_disconnected(*, tenant_id: int, conversation_id: int) -> None:
+    """A chat socket closed; when it was the last one, check again in GONE_AFTER_SECONDS (a short countdown,
+    not a long ETA) whether the visitor came back."""
+    from agents.tasks import chat_visitor_gone_task
+
+    key = _SOCKETS_KEY.format(conversation_id=conversation_id)
+    try:
+        left = cache.decr(key)
+    except ValueError:
+        left = 0
+    if left <= 0:
+        chat_visitor_gone_task.apply_async(
+            kwargs={"tenant_id": tenant_id, "conversation_id": conversation_id}, countdown=GONE_AFTER_SECONDS
+        )
+
+
+def chat_visitor_gone(*, conversation_id: int, now=None) -> bool:
+    """No tab came back: an escalation still waiting for an agent is abandoned (nobody is there to help).
+    One an agent already holds is left to the agent. Returns True when one was abandoned."""
+    from agents.models import UNCLAIMED_STATES
+    from agents.services import escalation_abandon
+
+    if (cache.get(_SOCKETS_KEY.format(conversation_id=conversation_id)) or 0) > 0:
+        return False
+    escalation = Escalation.objects.filter(
+        conversation_id=conversation_id, state__in=UNCLAIMED_STATES, kind="live", conversation__channel="chat"
+    ).first()
+    if escalation is None:
+        return False
+    return escalation_abandon(escalation=escalation, now=now or timezone.now())

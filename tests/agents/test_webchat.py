@@ -466,3 +466,73 @@ async def test_the_agent_accepts_and_types_from_the_console_and_the_visitor_sees
     assert reply["code"] == "not_found"
     await visitor.disconnect()
     await console.disconnect()
+
+
+async def _waiting_chat(site, tabs: int = 1):
+    """A visitor (in `tabs` tabs of one conversation) waiting for an agent."""
+    first, connected, _ = await open_chat(site)
+    assert connected
+    session = await first.receive_json_from()
+    while session.get("type") != "session":
+        session = await first.receive_json_from()
+    others = []
+    for _ in range(tabs - 1):
+        tab, ok, _ = await open_chat(site, token=session["token"])
+        assert ok
+        while (await tab.receive_json_from()).get("type") != "session":
+            pass
+        others.append(tab)
+
+    @database_sync_to_async
+    def escalate():
+        from tests.factories import make_escalation
+
+        with unscoped("test setup"):
+            conversation = Conversation.objects.order_by("-id").first()
+        with tenant_scope([site.tenant_id]):
+            return make_escalation(site.tenant, conversation=conversation)
+
+    return [first, *others], await escalate()
+
+
+@database_sync_to_async
+def _state(escalation):
+    with unscoped("test assertions"):
+        return Escalation.objects.get(pk=escalation.pk).state
+
+
+async def test_a_visitor_who_closes_the_chat_while_waiting_is_abandoned(site):
+    [tab], escalation = await _waiting_chat(site)
+    await tab.disconnect()  # the check runs a minute later; tests run tasks at once
+    assert await _state(escalation) == "abandoned"
+
+
+async def test_closing_one_of_two_tabs_keeps_the_visitor_waiting(site):
+    [first, second], escalation = await _waiting_chat(site, tabs=2)
+    await first.disconnect()
+    assert await _state(escalation) == "waiting"
+    await second.disconnect()
+    assert await _state(escalation) == "abandoned"
+
+
+async def test_a_visitor_who_comes_back_in_time_keeps_the_place(site):
+    [tab], escalation = await _waiting_chat(site)
+    # Back before the check: the socket count is up again, so the check finds the visitor present.
+    await database_sync_to_async(webchat.visitor_connected)(conversation_id=escalation.conversation_id)
+    await tab.disconnect()
+    assert await _state(escalation) == "waiting"
+    assert await database_sync_to_async(webchat.chat_visitor_gone)(conversation_id=escalation.conversation_id) is False
+
+
+async def test_the_gone_check_with_another_tenants_id_touches_nothing(site, tenant_b):
+    from agents.tasks import chat_visitor_gone_task
+
+    [tab], escalation = await _waiting_chat(site, tabs=1)
+    await database_sync_to_async(webchat.visitor_connected)(conversation_id=escalation.conversation_id)
+    await database_sync_to_async(cache.delete)(f"webchat:sockets:{escalation.conversation_id}")
+    gone = await database_sync_to_async(chat_visitor_gone_task)(
+        tenant_id=tenant_b.id, conversation_id=escalation.conversation_id
+    )
+    assert gone is False and await _state(escalation) == "waiting"
+    await database_sync_to_async(webchat.visitor_connected)(conversation_id=escalation.conversation_id)
+    await tab.disconnect()
