@@ -35,6 +35,9 @@ from agents import webchat
 from tenants.consumers import CLOSE_FORBIDDEN, CLOSE_NOT_FOUND
 from tenants.scoping import tenant_scope
 
+#: The visitor's address opened too many chats this minute (like HTTP 429).
+CLOSE_TOO_MANY = 4429
+
 logger = logging.getLogger("switchboard.agents.webchat")
 
 
@@ -67,7 +70,12 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             return
         self.site = site
         self.bucket = webchat.Bucket()
+        self.ip = (self.scope.get("client") or ("", 0))[0] or ""
         await self.accept()
+        if not await database_sync_to_async(webchat.ip_allows)(self.ip, "connect"):
+            await self.send_error("slow_down", webchat.TOO_MANY_CHATS_MESSAGE)
+            await self.close(code=CLOSE_TOO_MANY)
+            return
 
     async def disconnect(self, code: int) -> None:
         if self.group:
@@ -154,7 +162,11 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         if len(text) > webchat.MAX_MESSAGE_CHARS:
             await self.send_error("too_long", webchat.TOO_LONG_MESSAGE)
             return
-        if not self.bucket.allow() or not await database_sync_to_async(webchat.site_allows)(self.site):
+        if (
+            not self.bucket.allow()
+            or not await database_sync_to_async(webchat.ip_allows)(self.ip, "message")
+            or not await database_sync_to_async(webchat.site_allows)(self.site)
+        ):
             await self.send_error("slow_down", webchat.SLOW_DOWN_MESSAGE)
             return
         if self.conversation_id is None:

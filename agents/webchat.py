@@ -60,9 +60,12 @@ RATE_BURST = 5
 RATE_PER_SECOND = 1.0
 RATE_PER_MINUTE = 60
 RATE_SITE_PER_MINUTE = getattr(settings, "CHAT_SITE_MESSAGES_PER_MINUTE", 600)
+RATE_IP_CONNECTS_PER_MINUTE = getattr(settings, "CHAT_IP_CONNECTS_PER_MINUTE", 20)
+RATE_IP_MESSAGES_PER_MINUTE = getattr(settings, "CHAT_IP_MESSAGES_PER_MINUTE", 120)
 
 TOO_LONG_MESSAGE = f"Sorry, that message is too long. Please keep it under {MAX_MESSAGE_CHARS} characters."
 SLOW_DOWN_MESSAGE = "You're sending messages a little fast. Please wait a moment and try again."
+TOO_MANY_CHATS_MESSAGE = "Too many chats were opened from your network just now. Please try again in a minute."
 INVALID_MESSAGE = "Sorry, we couldn't read that message. Please try again."
 UNAVAILABLE_MESSAGE = "Sorry, chat is not available right now. Please try again later."
 WAITING_TEXT = "Waiting for an agent. Your messages will be passed on when someone joins."
@@ -476,10 +479,9 @@ class Bucket:
         return True
 
 
-def site_allows(site: ChatSite, limit: int | None = None) -> bool:
-    """Per site (all its visitors, every process): at most ``limit`` messages in the current minute."""
-    limit = RATE_SITE_PER_MINUTE if limit is None else limit
-    key = f"webchat:rate:{site.public_key}:{int(time.time() // 60)}"
+def _within_minute_limit(name: str, limit: int) -> bool:
+    """Count one more under ``name`` in the current minute (shared cache: every process); False past limit."""
+    key = f"webchat:rate:{name}:{int(time.time() // 60)}"
     cache.add(key, 0, timeout=90)
     try:
         count = cache.incr(key)
@@ -487,6 +489,18 @@ def site_allows(site: ChatSite, limit: int | None = None) -> bool:
         cache.add(key, 1, timeout=90)
         count = 1
     return count <= limit
+
+
+def site_allows(site: ChatSite, limit: int | None = None) -> bool:
+    """Per site (all its visitors, every process): at most ``limit`` messages in the current minute."""
+    return _within_minute_limit(site.public_key, RATE_SITE_PER_MINUTE if limit is None else limit)
+
+
+def ip_allows(ip: str, what: str) -> bool:
+    """Per visitor address, across every site and process: chats opened ("connect") and messages ("message")
+    a minute, so one address cannot flood a business's queue by opening chat after chat."""
+    limit = RATE_IP_CONNECTS_PER_MINUTE if what == "connect" else RATE_IP_MESSAGES_PER_MINUTE
+    return _within_minute_limit(f"ip:{what}:{ip or 'unknown'}", limit)
 
 
 # --- a visitor who leaves while waiting -------------------------------------------------------------

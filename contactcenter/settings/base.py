@@ -211,6 +211,8 @@ STRIPE_PRICE_ID = env("STRIPE_PRICE_ID", "")
 
 # --- Web chat: messages per minute accepted for one site (all its visitors, across processes).
 CHAT_SITE_MESSAGES_PER_MINUTE = env_int("CHAT_SITE_MESSAGES_PER_MINUTE", 600)
+CHAT_IP_CONNECTS_PER_MINUTE = env_int("CHAT_IP_CONNECTS_PER_MINUTE", 20)
+CHAT_IP_MESSAGES_PER_MINUTE = env_int("CHAT_IP_MESSAGES_PER_MINUTE", 120)
 
 # --- API.
 REST_FRAMEWORK = {

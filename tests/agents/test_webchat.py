@@ -536,3 +536,39 @@ async def test_the_gone_check_with_another_tenants_id_touches_nothing(site, tena
     assert gone is False and await _state(escalation) == "waiting"
     await database_sync_to_async(webchat.visitor_connected)(conversation_id=escalation.conversation_id)
     await tab.disconnect()
+
+
+async def test_one_address_cannot_open_chat_after_chat(site, monkeypatch):
+    monkeypatch.setattr(webchat, "RATE_IP_CONNECTS_PER_MINUTE", 2)
+
+    async def connect_from(ip):
+        communicator = WebsocketCommunicator(
+            application, f"/ws/chat/{site.public_key}/", headers=[(b"origin", ORIGIN.encode())]
+        )
+        communicator.scope["client"] = (ip, 50000)
+        connected, _ = await communicator.connect()
+        assert connected
+        return communicator
+
+    first, second = await connect_from("203.0.113.7"), await connect_from("203.0.113.7")
+    third = await connect_from("203.0.113.7")
+    refused = await third.receive_json_from()
+    assert refused == {"type": "error", "code": "slow_down", "message": webchat.TOO_MANY_CHATS_MESSAGE}
+    assert (await third.receive_output())["code"] == 4429
+    other = await connect_from("198.51.100.9")  # another address is not affected
+    await other.send_json_to({"type": "ping"})
+    assert await other.receive_json_from() == {"type": "pong"}
+    for c in (first, second, other):
+        await c.disconnect()
+
+
+async def test_one_address_cannot_flood_messages_across_chats(site, monkeypatch):
+    monkeypatch.setattr(webchat, "RATE_IP_MESSAGES_PER_MINUTE", 2)
+    tab, connected, _ = await open_chat(site, start=False)
+    assert connected
+    for _ in range(2):
+        await tab.send_json_to({"type": "message", "text": "hello"})
+    await tab.send_json_to({"type": "message", "text": "hello again"})
+    seen = [await tab.receive_json_from() for _ in range(8)]
+    assert {"type": "error", "code": "slow_down", "message": webchat.SLOW_DOWN_MESSAGE} in seen
+    await tab.disconnect()
