@@ -8,7 +8,8 @@ Eligible people act for the escalation's tenant:
   ``overflow_when_no_agents`` is set and no in-house agent is available;
 and each of them must have every required skill (the queue's and the escalation's), be
 ``available`` with a heartbeat in the last 30 seconds, and hold fewer accepted/connected
-escalations (in any tenant) than their capacity.
+escalations (in any tenant) than their capacity; for a live phone call, also a usable phone number or
+a Vonage app user to ring them on (a web chat or a callback needs neither here).
 """
 
 from __future__ import annotations
@@ -45,7 +46,22 @@ def required_skills(escalation: Escalation) -> set[str]:
     return {str(s) for s in (escalation.queue.required_skills or [])} | {str(s) for s in (escalation.skills or [])}
 
 
-def _ready(user_ids: set[int], *, skills: set[str], now: dt.datetime) -> dict[int, dt.datetime]:
+def _reachable(profile: AgentProfile) -> bool:
+    """The agent can be rung into a call: a usable phone number or a Vonage app user."""
+    from telephony.ncco import digits_only
+
+    return bool((profile.app_user or "").strip() or digits_only((profile.phone_number or "").strip()))
+
+
+def needs_phone(escalation: Escalation) -> bool:
+    """A live phone call: whoever takes it is rung into it, so they need a number or an app user."""
+    conversation = escalation.conversation
+    return escalation.kind == "live" and conversation.channel == "voice" and bool(conversation.vonage_uuid)
+
+
+def _ready(
+    user_ids: set[int], *, skills: set[str], now: dt.datetime, reachable_only: bool = False
+) -> dict[int, dt.datetime]:
     """Of these users, the ones able to take work now, with the moment they became idle."""
     if not user_ids:
         return {}
@@ -68,6 +84,8 @@ def _ready(user_ids: set[int], *, skills: set[str], now: dt.datetime) -> dict[in
         if not skills <= {str(s) for s in (profile.skills or [])}:
             continue
         if load.get(profile.user_id, 0) >= profile.capacity:
+            continue
+        if reachable_only and not _reachable(profile):
             continue
         ready[profile.user_id] = max(presence[profile.user_id], profile.last_offer_at or _EPOCH)
     return ready
@@ -93,8 +111,9 @@ def eligible_agents(*, escalation: Escalation, now: dt.datetime) -> list[Eligibl
     """Everyone who may take this escalation at ``now``, longest idle first."""
     tenant_id = escalation.tenant_id
     skills = required_skills(escalation)
+    phone = needs_phone(escalation)
     members = set(Membership.objects.filter(tenant_id=tenant_id).values_list("user_id", flat=True))
-    in_house = _ready(members, skills=skills, now=now)
+    in_house = _ready(members, skills=skills, now=now, reachable_only=phone)
     found: dict[int, EligibleAgent] = {
         uid: EligibleAgent(user_id=uid, idle_since=since) for uid, since in in_house.items()
     }
@@ -115,7 +134,7 @@ def eligible_agents(*, escalation: Escalation, now: dt.datetime) -> list[Eligibl
             "user_id", "agency_id"
         ):
             agency_of.setdefault(user_id, agency_id)
-        for uid, since in _ready(set(agency_of) - set(found), skills=skills, now=now).items():
+        for uid, since in _ready(set(agency_of) - set(found), skills=skills, now=now, reachable_only=phone).items():
             agency_id = agency_of[uid]
             found[uid] = EligibleAgent(
                 user_id=uid, idle_since=since, via_agency_id=agency_id, coverage_mode=applying[agency_id]

@@ -215,15 +215,15 @@ def escalation_accept(*, escalation_id: int, agent: User, now: dt.datetime) -> E
         raise Escalation.DoesNotExist(f"No escalation {escalation_id}.")
     if escalation.state not in UNCLAIMED_STATES or escalation.agent_id is not None:
         raise AlreadyTaken(escalation_id)
+    voice_leg = needs_agent_leg(escalation)
+    if voice_leg:
+        agent_endpoint(agent)  # refuses (PermissionDenied, with the fix) before claiming when the agent cannot be rung
     who = eligibility_of(escalation=escalation, user_id=agent.pk, now=now)
     if who is None:
         raise PermissionDenied(
             "You cannot take this escalation now: check that you are available, have the queue's skills "
             "and a free slot, and that your agency's coverage applies."
         )
-    voice_leg = needs_agent_leg(escalation)
-    if voice_leg:
-        agent_endpoint(agent)  # refuses (PermissionDenied) before claiming when the agent cannot be rung
     claim: dict = {
         "state": EscalationState.ACCEPTED,
         "agent_id": agent.pk,

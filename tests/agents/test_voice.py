@@ -133,6 +133,8 @@ def test_an_agent_who_cannot_be_rung_is_refused_before_claiming(
 ):
     make_ready(bob, now=TUESDAY_NOON)  # no phone, no app user
     _, escalation = caller_waits(client, django_capture_on_commit_callbacks)
+    with unscoped("test assertions"):
+        assert not escalation.offers.exists(), "a call is never offered to someone who cannot be rung"
     with pytest.raises(PermissionDenied, match="phone number or a Vonage app user"):
         accept(escalation, bob, django_capture_on_commit_callbacks)
     after = state_of(escalation)
