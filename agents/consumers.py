@@ -61,6 +61,7 @@ from agents.services import (
     offers_withdraw_for_agents,
     presence_heartbeat,
     presence_set,
+    taken_in,
 )
 from agents.voicemails import (
     VoicemailAlreadyHandled,
@@ -439,8 +440,9 @@ class ConsoleConsumer(_JsonObjectsOnly, TenantScopedConsumer):
             await self.send_error(exc.code, exc.message, ref)
             return
         except AlreadyTaken:
+            # No snapshot here: the winner's "accepted"/"withdrawn" events make the console re-read its state
+            # (debounced), and 199 losers of one offer each re-reading at once is what slowed every console.
             await self.send_error("already_taken", TAKEN_MESSAGE, ref)
-            await self.send_snapshot()
             return
         except VoicemailAlreadyHandled as exc:
             await self.send_error("already_handled", str(exc), ref)
@@ -480,6 +482,9 @@ class ConsoleConsumer(_JsonObjectsOnly, TenantScopedConsumer):
         return {"type": "ok", "action": "presence.set", "state": presence.state}
 
     async def do_offer_accept(self, msg: EscalationMsg) -> dict:
+        if taken_in(msg.escalation_id) in self.access:
+            raise AlreadyTaken(msg.escalation_id)  # known lost, in a business this agent answers for: no query
+
         def run():
             _visible_escalation(msg.escalation_id)
             escalation = escalation_accept(escalation_id=msg.escalation_id, agent=self.user, now=timezone.now())

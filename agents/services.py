@@ -14,6 +14,7 @@ import datetime as dt
 from collections import Counter
 from collections.abc import Iterable
 
+from django.core.cache import cache
 from django.core.exceptions import PermissionDenied
 from django.db import IntegrityError, transaction
 from django.db.models import F, Q
@@ -54,6 +55,31 @@ class AlreadyTaken(Exception):
             f"Escalation {escalation_id} was already taken by another agent or has ended; pick another from the queue."
         )
         self.escalation_id = escalation_id
+
+
+# --- the "taken" marker --------------------------------------------------------------------------------
+# When 200 consoles accept the same offer at once, 199 lose. A short-lived marker in the shared cache (set
+# after the winning commit, cleared when the escalation waits again) lets a console answer the losers
+# without touching the database. It holds the tenant id so that it only ever answers for a business the
+# asking agent acts for (anything else goes the database way and gets "not found").
+_TAKEN_KEY = "escalation:taken:{id}"
+_TAKEN_TTL = 600
+
+
+def _mark_taken(escalation: Escalation) -> None:
+    key, tenant_id = _TAKEN_KEY.format(id=escalation.pk), escalation.tenant_id
+    transaction.on_commit(lambda: cache.set(key, tenant_id, timeout=_TAKEN_TTL))
+
+
+def _unmark_taken(escalation: Escalation) -> None:
+    key = _TAKEN_KEY.format(id=escalation.pk)
+    cache.delete(key)  # now, and again after commit (an accept racing the move may have set it meanwhile)
+    transaction.on_commit(lambda: cache.delete(key))
+
+
+def taken_in(escalation_id: int) -> int | None:
+    """The tenant of an escalation known to be taken (or ended), without the database; None when unknown."""
+    return cache.get(_TAKEN_KEY.format(id=escalation_id))
 
 
 # --- escalations -------------------------------------------------------------------------------
@@ -240,6 +266,7 @@ def escalation_accept(*, escalation_id: int, agent: User, now: dt.datetime) -> E
         )
         if won != 1:
             raise AlreadyTaken(escalation_id)
+        _mark_taken(escalation)
         EscalationOffer.objects.filter(
             escalation_id=escalation.pk, agent_id=agent.pk, outcome=OfferOutcome.PENDING
         ).update(outcome=OfferOutcome.ACCEPTED, responded_at=now)
@@ -440,6 +467,7 @@ def escalation_transfer(*, escalation: Escalation, queue: Queue, now: dt.datetim
         )
         if not moved:
             raise AlreadyTaken(escalation.pk)
+        _unmark_taken(escalation)
         old = Escalation(pk=escalation.pk, tenant_id=escalation.tenant_id, queue_id=escalation.queue_id)
         withdrawn = _withdraw_pending(escalation, now=now)
         if previous_agent:
@@ -616,6 +644,7 @@ def escalation_requeue(*, escalation: Escalation, now: dt.datetime, attempt: int
         )
         if not moved:
             return False
+        _unmark_taken(escalation)
         escalation.refresh_from_db()
         if previous_agent:
             _publish_withdrawn(escalation, [previous_agent], reason="agent_offline")

@@ -451,6 +451,7 @@
         }
         break;
       case "error":
+        if (message.code === "already_taken") requestSnapshot();
         showError(message.message || "Something went wrong.");
         announce(message.message || "Error");
         break;

@@ -309,3 +309,46 @@ async def test_transfer_moves_the_call_to_another_queue_of_the_same_business(bob
     assert row.queue_id == billing.pk and row.agent_id is None
     assert row.state in (EscalationState.WAITING, EscalationState.OFFERED)  # routed again
     await communicator.disconnect()
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_losers_of_a_claim_are_answered_without_the_database_and_strangers_still_get_not_found(
+    bob, sam, charlie, tenant_a, monkeypatch
+):
+    from agents.services import escalation_accept, escalation_transfer, taken_in
+
+    @database_sync_to_async
+    def setup():
+        make_ready(bob, now=timezone.now())
+        with tenant_scope([tenant_a.id]):
+            escalation = make_escalation(tenant_a)
+            escalation_accept(escalation_id=escalation.pk, agent=bob, now=timezone.now())
+        return escalation
+
+    escalation = await setup()
+    assert taken_in(escalation.pk) == tenant_a.id
+    sam_socket, _ = await console_for(sam)
+
+    def database_path(**kwargs):
+        raise AssertionError("a known loser must not reach the database")
+
+    monkeypatch.setattr("agents.consumers.escalation_accept", database_path)
+    monkeypatch.setattr("agents.consumers._visible_escalation", database_path)
+    await sam_socket.send_json_to({"type": "offer.accept", "escalation_id": escalation.pk})
+    error = await receive_until(sam_socket, of_type("error"))
+    assert error["code"] == "already_taken"
+    monkeypatch.undo()
+    stranger, _ = await console_for(charlie)
+    await stranger.send_json_to({"type": "offer.accept", "escalation_id": escalation.pk})
+    assert (await receive_until(stranger, of_type("error")))["code"] == "not_found"
+
+    @database_sync_to_async
+    def transfer():
+        with tenant_scope([tenant_a.id]):
+            other = Queue.objects.create(tenant=tenant_a, name="billing")
+            escalation_transfer(escalation=Escalation.objects.get(pk=escalation.pk), queue=other)
+
+    await transfer()
+    assert taken_in(escalation.pk) is None  # waiting again: accepts go to the database
+    for socket in (sam_socket, stranger):
+        await socket.disconnect()
