@@ -128,6 +128,10 @@ def run_fleet(config_path: str) -> int:
                 esc = int(message["ref"])
                 answers.append([idx, esc, "ok" if kind == "ok" else message.get("code"), t])
                 self.settling = esc
+                if kind == "error":
+                    # As static/js/console.js does after "already_taken": re-read the state (the server no
+                    # longer pushes a snapshot to every loser of a claim).
+                    self.send({"type": "snapshot"})
             else:
                 other[str(kind)] += 1
 
