@@ -195,9 +195,9 @@ def closed_and_uncovered(escalation: Escalation, *, now: dt.datetime | None = No
     from tenants.models import Coverage, CoverageMode
 
     now = now or timezone.now()
-    if not policy_for(escalation.tenant_id).offer_after_hours:
+    if not tenant_is_closed(escalation.tenant, now):  # the cached calendar first: no query while open
         return False
-    if not tenant_is_closed(escalation.tenant, now):
+    if not policy_for(escalation.tenant_id).offer_after_hours:
         return False
     if Coverage.objects.filter(
         tenant_id=escalation.tenant_id, active=True, mode__in=(CoverageMode.ALWAYS, CoverageMode.AFTER_HOURS)

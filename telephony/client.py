@@ -358,15 +358,17 @@ class VonageVoiceClient:
             "event_method": "POST",
         }
 
-        def op() -> CallResult:
-            http = self.vonage.voice.http_client
-            data = self._call("create_call", lambda: http.post(http.api_host, "/v1/calls", body))
-            if not isinstance(data, dict) or not data.get("uuid"):
-                raise TelephonyError(f"create_call: unexpected response {data!r}", retryable=False)
-            return CallResult(uuid=str(data["uuid"]), status=str(data.get("status", "started")))
-
-        result, _ = self._once.run("call", idempotency_key, op)
+        result, _ = self._once.run("call", idempotency_key, lambda: self._create_call(body))
         return result
+
+    def _create_call(self, body: dict[str, Any]) -> CallResult:
+        """POST /v1/calls with our own validated body through the SDK's authenticated client (the SDK's
+        typed request cannot carry app users or our NCCO dicts)."""
+        http = self.vonage.voice.http_client
+        data = self._call("create_call", lambda: http.post(http.api_host, "/v1/calls", body))
+        if not isinstance(data, dict) or not data.get("uuid"):
+            raise TelephonyError(f"create_call: unexpected response {data!r}", retryable=False)
+        return CallResult(uuid=str(data["uuid"]), status=str(data.get("status", "started")))
 
     def _call(self, what: str, op: Callable[[], T]) -> T:
         try:
@@ -412,11 +414,7 @@ class VonageVoiceClient:
                 "event_url": [event_url],
                 "event_method": "POST",
             }
-            http = self.vonage.voice.http_client
-            data = self._call("create_call", lambda: http.post(http.api_host, "/v1/calls", body))
-            if not isinstance(data, dict) or not data.get("uuid"):
-                raise TelephonyError(f"create_call: unexpected response {data!r}", retryable=False)
-            return CallResult(uuid=str(data["uuid"]), status=str(data.get("status", "started")))
+            return self._create_call(body)
 
         result, _ = self._once.run("call", idempotency_key, op)
         return result
