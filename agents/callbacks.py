@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import math
 from urllib.parse import urlencode
 
 from django.conf import settings
@@ -67,6 +68,7 @@ AGENT_LEG = "callback"
 CUSTOMER_LEG = "callback-customer"
 LEG_FAILED = {"busy", "failed", "unanswered", "rejected", "timeout", "cancelled"}
 DISPATCH_BATCH = 200
+MAX_TRIGGERS = 20  # per business and beat run (dispatch_triggers_schedule)
 
 
 # --- dispatch ----------------------------------------------------------------------------------------
@@ -149,6 +151,41 @@ def callbacks_dispatch(*, now: dt.datetime, limit: int = DISPATCH_BATCH) -> list
             except IntegrityError:
                 logger.exception("could not dispatch a callback", extra={"callback_id": callback.pk})
     return made
+
+
+def dispatch_trigger(*, tenant_id: int, due_at: dt.datetime, now: dt.datetime) -> bool:
+    """Dispatch this business's callbacks at ``due_at`` rather than on the next beat, when that moment comes
+    before the next beat. A short countdown only (at most one beat period): if the message is lost, the
+    beat still dispatches the callback, at most one period late. Returns whether a trigger was sent."""
+    from agents.tasks import callbacks_dispatch_tenant_task
+
+    wait = (due_at - now).total_seconds()
+    if wait > settings.CALLBACK_DISPATCH_SECONDS:
+        return False
+    # Whole seconds, rounded up: the task must not run before the callback is due.
+    countdown = max(0, math.ceil(wait))
+    callbacks_dispatch_tenant_task.apply_async(kwargs={"tenant_id": tenant_id}, countdown=countdown or None)
+    return True
+
+
+def dispatch_triggers_schedule(*, now: dt.datetime) -> int:
+    """Callbacks of the current scope falling due before the next beat: one trigger per distinct second
+    (a burst due at opening is one trigger), at most ``MAX_TRIGGERS`` per run. Returns triggers sent."""
+    horizon = now + dt.timedelta(seconds=settings.CALLBACK_DISPATCH_SECONDS)
+    upcoming = (
+        Callback.objects.filter(state=CallbackState.SCHEDULED, due_at__gt=now, due_at__lte=horizon)
+        .order_by("due_at")
+        .values_list("tenant_id", "due_at")
+    )
+    seconds: dict[tuple[int, int], dt.datetime] = {}
+    for tenant_id, due_at in upcoming:
+        key = (tenant_id, math.ceil((due_at - now).total_seconds()))
+        seconds.setdefault(key, due_at)
+        if len(seconds) >= MAX_TRIGGERS:
+            break
+    for (tenant_id, _), due_at in seconds.items():
+        dispatch_trigger(tenant_id=tenant_id, due_at=due_at, now=now)
+    return len(seconds)
 
 
 def callbacks_flag_overdue(*, now: dt.datetime) -> list[int]:
@@ -470,6 +507,9 @@ def on_callback_scheduled(callback: Callback) -> None:
             callback_sms_task.apply_async(kwargs={"tenant_id": callback.tenant_id, "callback_id": callback.pk})
         if callback.due_at <= now + dt.timedelta(seconds=5):
             callbacks_dispatch_tenant_task.apply_async(kwargs={"tenant_id": callback.tenant_id})
+        else:
+            # Due before the next beat run (which looks ahead only from its own time): trigger at due time.
+            dispatch_trigger(tenant_id=callback.tenant_id, due_at=callback.due_at, now=now)
 
 
 def _take_place_from_live_escalation(callback: Callback, now: dt.datetime) -> None:

@@ -280,10 +280,20 @@ def escalation_accept(*, escalation_id: int, agent: User, now: dt.datetime) -> E
             agent_ids=[agent.pk],
         )
         _publish_withdrawn(escalation, others, reason="taken")
+        if _has_free_slot(agent):
+            # Capacity left (chats, callbacks): the next waiting item is offered now, not at the next sweep.
+            route_for_freed_agent(agent)
     escalation.refresh_from_db()
     if voice_leg:
         _enqueue_dial(escalation)
     return escalation
+
+
+def _has_free_slot(agent: User) -> bool:
+    capacity = AgentProfile.objects.filter(user_id=agent.pk).values_list("capacity", flat=True).first() or 0
+    with unscoped("the agent's load is counted across every tenant they work for; only a count leaves"):
+        held = Escalation.objects.filter(agent_id=agent.pk, state__in=HELD_STATES).count()
+    return held < capacity
 
 
 def _withdraw_pending(escalation: Escalation, *, now: dt.datetime) -> list[int]:

@@ -6,9 +6,11 @@ have due work, then do each tenant's work inside ``tenant_scope([tenant_id])``.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 
 from celery import shared_task
+from django.conf import settings
 from django.utils import timezone
 
 from tenants.scoping import tenant_scope, unscoped
@@ -169,14 +171,15 @@ def callbacks_dispatch_task() -> int:
     Due work lives in the database (``Callback.due_at``), never in a Celery ETA: a lost message, a
     restarted broker or a killed worker only delays a callback until the next run.
     """
-    from agents.callbacks import callbacks_dispatch, callbacks_flag_overdue
+    from agents.callbacks import callbacks_dispatch, callbacks_flag_overdue, dispatch_triggers_schedule
     from conversations.models import Callback, CallbackState
 
     now = timezone.now()
-    with unscoped("list the tenants with due or overdue callbacks"):
+    horizon = now + dt.timedelta(seconds=settings.CALLBACK_DISPATCH_SECONDS)
+    with unscoped("list the tenants with due, overdue or soon due callbacks"):
         tenant_ids = set(
             Callback.objects.filter(
-                state__in=(CallbackState.SCHEDULED, CallbackState.QUEUED), due_at__lte=now
+                state__in=(CallbackState.SCHEDULED, CallbackState.QUEUED), due_at__lte=horizon
             ).values_list("tenant_id", flat=True)
         )
     dispatched = 0
@@ -185,6 +188,9 @@ def callbacks_dispatch_task() -> int:
             with tenant_scope([tenant_id]):
                 dispatched += len(callbacks_dispatch(now=now))
                 callbacks_flag_overdue(now=now)
+                # Those falling due before the next run are dispatched at their own second, not up to a
+                # period late (a burst due at opening is offered at opening).
+                dispatch_triggers_schedule(now=now)
         except Exception:
             logger.exception("callback dispatch failed", extra={"tenant_id": tenant_id})
     return dispatched

@@ -6,7 +6,9 @@ the same wall clock, so they agree on the simulated time to within the clocks' r
 
 ``install()`` replaces ``django.utils.timezone.now``; call it before Django and the apps are imported so
 that every ``timezone.now()`` (and ``auto_now`` field) reads the simulated time. Celery's own timers
-(beat intervals, retry countdowns) stay in real seconds: the soak scales the beat intervals instead.
+(beat intervals, countdowns) run in real seconds: the soak scales the beat intervals in its settings, and
+``install()`` scales every countdown a process publishes (a dispatch trigger 30 simulated seconds ahead
+is sent with an ETA 30 / speed real seconds ahead).
 """
 
 from __future__ import annotations
@@ -66,3 +68,17 @@ def install() -> None:
 
     _from_env()
     timezone.now = sim_now
+    from celery import signals
+
+    signals.before_task_publish.connect(_scale_eta, weak=False)
+
+
+def _scale_eta(headers=None, **_) -> None:
+    """Celery turned a countdown (meant in simulated seconds) into a real-time ETA: shrink the wait."""
+    if not headers or not headers.get("eta") or speed() == 1.0:
+        return
+    eta = dt.datetime.fromisoformat(headers["eta"])
+    now = dt.datetime.now(eta.tzinfo or dt.UTC)
+    if eta.tzinfo is None:
+        now = now.replace(tzinfo=None)
+    headers["eta"] = (now + (eta - now) / speed()).isoformat()

@@ -19,8 +19,10 @@ What it does (loopback only, bounded, cleans up after itself in a ``finally``):
    ``celery -A _soak_app beat`` with ``contactcenter.settings.prod`` (local values for its required
    variables, Redis db 13 as broker, cache and channel layer), all on an accelerated clock
    (bench/_clock.py: ``django.utils.timezone.now`` = simulated time; 1 real second = ``--speed``
-   simulated seconds). ``CALLBACK_DISPATCH_SECONDS`` = 60 / speed, so the dispatch still runs every
-   simulated minute; offer expiry and the presence sweep are scaled too (floor ``--min-interval`` real
+   simulated seconds). The dispatch beat runs every 60 / speed real seconds, so it still runs every
+   simulated minute (``CALLBACK_DISPATCH_SECONDS`` stays 60: its look-ahead is in simulated time), and
+   Celery countdowns (the dispatch triggers at a callback's due second, retries) are scaled by
+   bench/_clock.py; offer expiry and the presence sweep are scaled too (floor ``--min-interval`` real
    seconds); the other beat entries keep their production periods in real seconds;
 4. this process asks for each callback at its simulated time through ``conversations.callbacks.
    callback_schedule`` (its after-commit hooks send the SMS and dispatch-now tasks to the broker, as the
@@ -140,6 +142,10 @@ def write_settings(tmp: Path, speed: float, min_interval: float) -> str:
         "    _entry = CELERY_BEAT_SCHEDULE[_name]",
         f'    CELERY_BEAT_SCHEDULE[_name] = {{**_entry, "schedule": max(_entry["schedule"] / {speed!r}, '
         f"{min_interval!r})}}",
+        "# The dispatch beat runs every simulated CALLBACK_DISPATCH_SECONDS (production's 60 s look-ahead",
+        "# stays in simulated seconds, as timezone.now() is simulated).",
+        '_entry = CELERY_BEAT_SCHEDULE["agents-callbacks-dispatch"]',
+        f'CELERY_BEAT_SCHEDULE["agents-callbacks-dispatch"] = {{**_entry, "schedule": _entry["schedule"] / {speed!r}}}',
     ]
     (tmp / "bench_soak_settings.py").write_text("\n".join(lines) + "\n")
     return "bench_soak_settings"
@@ -560,7 +566,7 @@ def main() -> int:
     env.update(
         {
             "PYTHONPATH": os.pathsep.join([str(tmp), str(BENCH), str(ROOT)]),
-            "CALLBACK_DISPATCH_SECONDS": repr(60.0 / args.speed),
+            "CALLBACK_DISPATCH_SECONDS": "60",
             "LOG_LEVEL": "WARNING",
             "SOAK_TASK_TIMES": str(tmp),
         }

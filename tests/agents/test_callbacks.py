@@ -572,3 +572,78 @@ def test_tenant_tasks_with_another_tenants_id_touch_nothing(
         assert not EscalationOffer.objects.exists()
     # The right tenant's id does the work.
     assert callbacks_dispatch_tenant_task(tenant_id=business.id) == 1
+
+
+# --- on time: a callback is offered at its own second, and a burst drains as fast as agents accept ----------
+@pytest.fixture
+def triggers(monkeypatch):
+    """The short-countdown dispatch triggers sent to the broker (not run: the test runs them at their time)."""
+    from agents.tasks import callbacks_dispatch_tenant_task
+
+    sent: list[dict] = []
+    monkeypatch.setattr(
+        callbacks_dispatch_tenant_task,
+        "apply_async",
+        lambda kwargs, countdown=None, **_: sent.append({**kwargs, "countdown": countdown}),
+    )
+    return sent
+
+
+def test_a_callback_falling_due_before_the_next_beat_is_offered_at_its_due_second(
+    business, ready_bob, clock, fake, triggers, django_capture_on_commit_callbacks
+):
+    from agents.tasks import callbacks_dispatch_tenant_task
+
+    with tenant_scope([business.id]):
+        soon = [make_callback(business, due_at=TUESDAY_NOON + dt.timedelta(seconds=25)) for _ in range(3)]
+        later = make_callback(business, due_at=TUESDAY_NOON + dt.timedelta(seconds=95))
+    assert dispatch(django_capture_on_commit_callbacks) == []  # nothing is due yet
+    # One trigger for the three due at the same second; none for the one after the next beat.
+    assert triggers == [{"tenant_id": business.id, "countdown": 25}]
+
+    clock.move_to(TUESDAY_NOON + dt.timedelta(seconds=25))
+    with django_capture_on_commit_callbacks(execute=True):
+        assert callbacks_dispatch_tenant_task(tenant_id=business.id) == 3
+    offered = fresh(soon[0]).first_offered_at
+    assert offered == TUESDAY_NOON + dt.timedelta(seconds=25)  # offered at its time, not at the next minute
+    assert fresh(later).state == CallbackState.SCHEDULED
+
+
+def test_a_callback_promised_for_a_moment_before_the_next_beat_gets_its_own_trigger(
+    business, clock, fake, triggers, django_capture_on_commit_callbacks
+):
+    in_40_s = TUESDAY_NOON + dt.timedelta(seconds=40)
+    callback = schedule(
+        business, django_capture_on_commit_callbacks, preference="at", requested_for=in_40_s
+    )
+    assert callback.due_at == in_40_s
+    assert triggers == [{"tenant_id": business.id, "countdown": 40}]
+    # A time beyond the next beat is left to the beat (nothing waits long in the broker).
+    schedule(
+        business,
+        django_capture_on_commit_callbacks,
+        phone="+15555550124",
+        preference="at",
+        requested_for=TUESDAY_NOON + dt.timedelta(hours=2),
+    )
+    assert len(triggers) == 1
+
+
+def test_an_agent_with_a_free_slot_is_offered_the_next_callback_as_soon_as_they_accept(
+    business, bob, clock, fake, django_capture_on_commit_callbacks
+):
+    make_ready(bob, now=TUESDAY_NOON, capacity=2)
+    AgentProfile.objects.filter(user=bob).update(phone_number=AGENT_PHONE)
+    for n in range(3):
+        schedule(business, django_capture_on_commit_callbacks, phone=f"+1555555012{n}")
+    one, two, three = dispatch(django_capture_on_commit_callbacks)
+    with unscoped("test assertions"):
+        # Longest idle: one offer at a time per person.
+        assert list(EscalationOffer.objects.values_list("escalation_id", flat=True)) == [one.pk]
+    take(one, bob, django_capture_on_commit_callbacks)
+    with unscoped("test assertions"):
+        # Bob can hold two: the next in line is offered now, not at the next offer sweep.
+        assert EscalationOffer.objects.filter(escalation=two, agent=bob, outcome="pending").exists()
+    take(fresh(two), bob, django_capture_on_commit_callbacks)
+    with unscoped("test assertions"):
+        assert not EscalationOffer.objects.filter(escalation=three).exists()  # now at capacity
