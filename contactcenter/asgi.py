@@ -21,3 +21,7 @@ application = ProtocolTypeRouter(
         "websocket": URLRouter([*public_websocket_urlpatterns, re_path(r"", staff_websockets)]),
     }
 )
+
+from contactcenter import heap  # noqa: E402
+
+heap.freeze("asgi application loaded")

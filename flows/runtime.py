@@ -18,6 +18,7 @@ from typing import Any
 
 from django.core.cache import cache
 
+from contactcenter import heap
 from flows.definition import BusinessHours, FlowDefinition, from_json
 from flows.engine import CompiledFlow, ConversationState, Event, compile_flow, start, step
 from flows.models import FlowVersion
@@ -100,6 +101,8 @@ def compiled_version(version: FlowVersion, tenant: Tenant | None = None) -> Comp
         _cache[key] = compiled
         while len(_cache) > _CACHE_SIZE:
             _cache.popitem(last=False)
+    # The compiled flow and its model live as long as the process: keep full collections from walking them.
+    heap.freeze("published flow compiled")
     return compiled
 
 

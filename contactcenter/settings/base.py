@@ -129,6 +129,8 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = "UTC"
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+# contactcenter/heap.py: freeze the warm heap in long-running processes (on in production).
+GC_FREEZE = env_bool("GC_FREEZE", "False")
 # The callback dispatch beat's period, and how far ahead each run looks for callbacks falling due before
 # the next run (each gets a short trigger at its due second; the beat stays the guarantee).
 CALLBACK_DISPATCH_SECONDS = float(env("CALLBACK_DISPATCH_SECONDS", "60") or 60)

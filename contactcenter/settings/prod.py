@@ -28,6 +28,10 @@ if env_bool("DB_POOL", "True") and DATABASES["default"]["ENGINE"] == "django.db.
         "timeout": 10,
     }
 
+# Freeze the warm heap so full garbage collections stop walking it (contactcenter/heap.py: 40-90 ms
+# pauses every few hundred requests otherwise).
+GC_FREEZE = env_bool("GC_FREEZE", "True")
+
 EMAIL_BACKEND = env("EMAIL_BACKEND", "django.core.mail.backends.smtp.EmailBackend")
 EMAIL_HOST = env_required("EMAIL_HOST")
 DEFAULT_FROM_EMAIL = env_required("DEFAULT_FROM_EMAIL")
