@@ -41,7 +41,6 @@ from agents.models import (
 )
 from agents.realtime import publish
 from agents.services import (
-    _enqueue_route,
     _waiting_payload,
     agent_endpoint,
     escalation_connect,
@@ -131,8 +130,7 @@ def dispatch_one(*, callback: Callback, now: dt.datetime) -> Escalation:
         state=CallbackState.QUEUED, attempts=number, dispatched_at=now, overdue_at=None
     )
     publish("escalation.waiting", _waiting_payload(escalation), tenant_id=escalation.tenant_id, queue_id=queue.pk)
-    _enqueue_route(escalation)
-    return escalation
+    return escalation  # offered by callbacks_dispatch's one routing pass over the business's waiting work
 
 
 def callbacks_dispatch(*, now: dt.datetime, limit: int = DISPATCH_BATCH) -> list[int]:
@@ -142,14 +140,22 @@ def callbacks_dispatch(*, now: dt.datetime, limit: int = DISPATCH_BATCH) -> list
     the next run; rows another worker holds are skipped (Postgres), never claimed twice (the state
     changes from scheduled to queued inside the claim).
     """
+    from agents.tasks import route_waiting_task
+
     made: list[int] = []
+    tenants: set[int] = set()
     with transaction.atomic():
         for callback in list(_due_rows(now, limit).select_related("queue", "conversation")):
             try:
                 with transaction.atomic():
                     made.append(dispatch_one(callback=callback, now=now).pk)
+                    tenants.add(callback.tenant_id)
             except IntegrityError:
                 logger.exception("could not dispatch a callback", extra={"callback_id": callback.pk})
+        # One routing pass per business after the batch commits, in queue order (priority, then place in
+        # line), rather than one task per callback: a burst due at opening is offered in one go.
+        for tenant_id in sorted(tenants):
+            enqueue_on_commit(route_waiting_task, tenant_id=tenant_id)
     return made
 
 

@@ -12,13 +12,15 @@ the shape ``tenants.consumers.TenantEventsConsumer.tenant_event`` forwards to br
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import logging
+import threading
 from collections.abc import Iterable
 from typing import Literal
 
 from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
+from channels.layers import InMemoryChannelLayer, get_channel_layer
 from django.db import transaction
 from pydantic import BaseModel, ConfigDict
 
@@ -166,12 +168,55 @@ def publish(
 
 
 def _send(groups: list[str], message: dict) -> None:
+    group_send_many([(group, message) for group in groups])
+
+
+# --- sending from synchronous code ---------------------------------------------------------------------
+#: How long synchronous code waits for the layer to take its messages (then logs and goes on).
+SEND_TIMEOUT_SECONDS = 5.0
+_publisher_lock = threading.Lock()
+_publisher: tuple[asyncio.AbstractEventLoop, threading.Thread] | None = None
+
+
+def _publisher_loop() -> asyncio.AbstractEventLoop:
+    """One long-lived event loop per process for sends from synchronous code (Celery tasks, views).
+
+    ``async_to_sync`` from a thread with no event loop builds a new loop per call, and the Redis layers
+    keep their connections per loop: every send paid for a new loop and a new Redis connection (3 per
+    event, 24 per broadcast offer to 8 agents; bench/callbacks_soak.py). A forked worker process starts
+    its own loop (the parent's thread does not survive the fork)."""
+    global _publisher
+    with _publisher_lock:
+        if _publisher is None or not _publisher[1].is_alive():
+            loop = asyncio.new_event_loop()
+            thread = threading.Thread(target=loop.run_forever, name="realtime-publisher", daemon=True)
+            thread.start()
+            _publisher = (loop, thread)
+        return _publisher[0]
+
+
+def group_send_many(sends: list[tuple[str, dict]]) -> None:
+    """Send these group messages in order, from synchronous code; best effort (the database holds the
+    truth and consoles re-read it), so a failure is logged, never raised."""
     layer = get_channel_layer()
-    if layer is None:
+    if layer is None or not sends:
         return
-    for group in groups:
-        try:
-            async_to_sync(layer.group_send)(group, message)
-        except Exception:
-            # Notifications are best effort; the database already holds the truth.
-            logger.warning("realtime publish failed", extra={"group": group, "event": message["event"]["type"]})
+
+    async def send_all() -> None:
+        for group, message in sends:
+            try:
+                await layer.group_send(group, message)
+            except Exception:
+                event = message.get("event") or {}
+                logger.warning(
+                    "realtime send failed", extra={"group": group, "event": event.get("type", message["type"])}
+                )
+
+    try:
+        if isinstance(layer, InMemoryChannelLayer):
+            # In-process layer (make run, tests): its queues belong to the consumers' loop; asgiref reaches it.
+            async_to_sync(send_all)()
+        else:
+            asyncio.run_coroutine_threadsafe(send_all(), _publisher_loop()).result(timeout=SEND_TIMEOUT_SECONDS)
+    except Exception:
+        logger.warning("realtime send failed", extra={"groups": [group for group, _ in sends]})

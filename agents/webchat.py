@@ -23,8 +23,6 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
 from django.conf import settings
 from django.core import signing
 from django.core.cache import cache
@@ -433,7 +431,9 @@ def chat_agent_say(*, escalation: Escalation, agent, text: str) -> Turn:
             pushes.append({"type": "status", "state": "agent", "text": f"{name} joined the chat.", "name": name})
         pushes.append({"type": "message", "from": "agent", "text": text, "name": name, "seq": turn.seq})
         group = chat_group(conversation.pk)
-        transaction.on_commit(lambda: [_group_send(group, {"type": "chat.push", "message": m}) for m in pushes])
+        from agents.realtime import group_send_many
+
+        transaction.on_commit(lambda: group_send_many([(group, {"type": "chat.push", "message": m}) for m in pushes]))
     return turn
 
 
@@ -448,13 +448,9 @@ def chat_agent_joined(*, escalation: Escalation, agent) -> None:
 
 
 def _group_send(group: str, message: dict) -> None:
-    layer = get_channel_layer()
-    if layer is None:
-        return
-    try:
-        async_to_sync(layer.group_send)(group, message)
-    except Exception:
-        logger.warning("chat push failed", extra={"group": group})
+    from agents.realtime import group_send_many
+
+    group_send_many([(group, message)])
 
 
 # --- rate limits -------------------------------------------------------------------------------------------

@@ -115,3 +115,44 @@ def test_message_arrives_on_the_channel_layer(django_capture_on_commit_callbacks
         async_to_sync(layer.group_discard)("agent.424242", channel)
     assert message["event"]["type"] == "escalation.offered"
     assert message["event"]["expires_at"] == "2030-01-01T00:00:00Z"
+
+
+@pytest.mark.redis
+@pytest.mark.django_db
+def test_a_workers_events_reach_the_console_in_commit_order_over_one_loop(django_capture_on_commit_callbacks):
+    """Celery tasks publish from threads with no event loop: every send goes through the process's one
+    publisher loop (one Redis connection), in order, instead of a new loop and connection per group."""
+    import threading
+
+    layer = get_channel_layer()
+    channel = async_to_sync(layer.new_channel)()
+    async_to_sync(layer.group_add)("agent.434343", channel)
+
+    def worker() -> None:
+        from django.db import connection
+
+        try:
+            for n in range(1, 31):
+                with django_capture_on_commit_callbacks(execute=True):
+                    publish(
+                        "escalation.accepted",
+                        {"escalation_id": n, "queue_id": 3, "agent_id": 434343, "accepted_at": TUESDAY_NOON},
+                        tenant_id=999999,
+                        agent_ids=[434343],
+                    )
+        finally:
+            connection.close()
+
+    try:
+        thread = threading.Thread(target=worker)
+        thread.start()
+        thread.join(timeout=30)
+
+        async def receive_all() -> list[int]:
+            return [(await layer.receive(channel))["event"]["escalation_id"] for _ in range(30)]
+
+        received = async_to_sync(receive_all)()
+    finally:
+        async_to_sync(layer.group_discard)("agent.434343", channel)
+    assert received == list(range(1, 31))
+    assert [t.name for t in threading.enumerate()].count("realtime-publisher") == 1
