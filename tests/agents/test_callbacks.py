@@ -613,9 +613,7 @@ def test_a_callback_promised_for_a_moment_before_the_next_beat_gets_its_own_trig
     business, clock, fake, triggers, django_capture_on_commit_callbacks
 ):
     in_40_s = TUESDAY_NOON + dt.timedelta(seconds=40)
-    callback = schedule(
-        business, django_capture_on_commit_callbacks, preference="at", requested_for=in_40_s
-    )
+    callback = schedule(business, django_capture_on_commit_callbacks, preference="at", requested_for=in_40_s)
     assert callback.due_at == in_40_s
     assert triggers == [{"tenant_id": business.id, "countdown": 40}]
     # A time beyond the next beat is left to the beat (nothing waits long in the broker).
