@@ -13,7 +13,7 @@ def waiting_work(*, tenant_ids: list[int], now: dt.datetime) -> QuerySet[Escalat
     """Unclaimed escalations in the order they should be worked: higher priority, then longest waiting."""
     return (
         Escalation.objects.filter(tenant_id__in=tenant_ids, state__in=UNCLAIMED_STATES, created_at__lte=now)
-        .select_related("queue", "tenant", "callback", "callback_attempt")
+        .select_related("queue", "tenant", "conversation", "callback", "callback_attempt")
         .order_by("-priority", "created_at", "id")
     )
 

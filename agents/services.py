@@ -34,7 +34,7 @@ from agents.models import (
     PresenceState,
 )
 from agents.realtime import publish
-from agents.routing import HEARTBEAT_FRESH, eligibility_of, eligible_agents
+from agents.routing import HEARTBEAT_FRESH, eligibility_of, eligible_agents, needs_phone, required_skills
 from agents.selectors import waiting_work
 from conversations.models import Callback, Conversation
 from flows.engine import TransferToQueue
@@ -147,14 +147,33 @@ def escalation_create(
     return escalation
 
 
-def escalation_route(*, escalation: Escalation, now: dt.datetime) -> list[EscalationOffer]:
-    """Offer an unclaimed escalation: to the longest-idle eligible agent, or to all of them (broadcast)."""
+def _routing_key(escalation: Escalation) -> tuple | None:
+    """Escalations with the same key have the same eligible agents at one moment (None: it depends on the
+    escalation's own wait, through overflow coverage)."""
+    if escalation.queue.overflow_after_seconds is not None:
+        return None
+    return (escalation.queue_id, frozenset(required_skills(escalation)), needs_phone(escalation))
+
+
+def escalation_route(
+    *, escalation: Escalation, now: dt.datetime, skip_locked: bool = False, nobody: set | None = None
+) -> list[EscalationOffer]:
+    """Offer an unclaimed escalation: to the longest-idle eligible agent, or to all of them (broadcast).
+
+    ``skip_locked``: a routing pass leaves an escalation another worker is routing right now. ``nobody``:
+    a pass's memo of routing keys for which no agent was free (later escalations with the same key are
+    skipped in that pass)."""
     with transaction.atomic():
         # Serialises routing of one escalation across workers (a no-op lock on SQLite).
         # of=("self",): lock the escalation only, not its queue and tenant rows (that blocked every write of
         # the business while routing ran, and deadlocked with promising a callback; bench/callbacks_soak.py).
-        esc = Escalation.objects.select_for_update(of=("self",)).select_related("queue", "tenant").get(pk=escalation.pk)
-        if esc.state not in UNCLAIMED_STATES:
+        esc = (
+            Escalation.objects.select_for_update(of=("self",), skip_locked=skip_locked)
+            .select_related("queue", "tenant")
+            .filter(pk=escalation.pk)
+            .first()
+        )
+        if esc is None or esc.state not in UNCLAIMED_STATES:
             return []
         queue = esc.queue
         pending = set(
@@ -165,7 +184,8 @@ def escalation_route(*, escalation: Escalation, now: dt.datetime) -> list[Escala
         longest_idle = queue.routing_mode != RoutingMode.BROADCAST
         if longest_idle and pending:
             return []
-        candidates = [c for c in eligible_agents(escalation=esc, now=now) if c.user_id not in pending]
+        eligible = eligible_agents(escalation=esc, now=now)
+        candidates = [c for c in eligible if c.user_id not in pending]
         if longest_idle:
             # One offer at a time per person, whichever business it is for (agency agents).
             with unscoped("which agents hold a pending offer in any tenant; only their ids leave"):
@@ -180,6 +200,10 @@ def escalation_route(*, escalation: Escalation, now: dt.datetime) -> list[Escala
                 key=lambda c: (tried[c.user_id], c.idle_since, c.user_id),
             )[:1]
         if not candidates:
+            # Longest idle: everyone eligible holds an offer already; broadcast: nobody is eligible at all
+            # (others may still be offered a different escalation, so only then).
+            if nobody is not None and (longest_idle or not eligible) and (key := _routing_key(esc)) is not None:
+                nobody.add(key)
             return []
         expires = now + dt.timedelta(seconds=queue.offer_timeout_seconds)
         offers = [
@@ -224,8 +248,12 @@ def route_for_freed_agent(agent: User) -> None:
 def waiting_work_route(*, tenant_ids: list[int], now: dt.datetime) -> int:
     """Offer every unclaimed escalation of these tenants, in order (priority, then longest waiting)."""
     made = 0
+    nobody: set = set()
     for escalation in waiting_work(tenant_ids=tenant_ids, now=now):
-        made += len(escalation_route(escalation=escalation, now=now))
+        key = _routing_key(escalation)
+        if key is not None and key in nobody:
+            continue  # no agent free for this queue and skills: the rest of its line waits for one
+        made += len(escalation_route(escalation=escalation, now=now, skip_locked=True, nobody=nobody))
     return made
 
 

@@ -418,3 +418,25 @@ def test_unknown_queue_name_falls_back_to_the_default_queue(in_a):
         conversation=make_conversation(in_a), transfer_action_json=transfer_json("renamed-queue"), now=TUESDAY_NOON
     )
     assert escalation.queue_id == default.pk
+
+
+# --- a routing pass over a long line -------------------------------------------------------------
+def test_a_routing_pass_offers_the_head_of_the_line_and_stops_asking_once_nobody_is_free(
+    in_a, weekday_hours, bob, sam, django_assert_max_num_queries
+):
+    from agents.services import waiting_work_route
+
+    make_ready(bob, now=TUESDAY_NOON, idle_for=300)
+    make_ready(sam, now=TUESDAY_NOON, idle_for=30)
+    line = [make_escalation(in_a, now=TUESDAY_NOON + dt.timedelta(seconds=n / 2)) for n in range(30)]
+    later = TUESDAY_NOON + dt.timedelta(seconds=20)  # the agents' heartbeats are still fresh
+    # Two free agents, one offer each at a time: the first two in line, longest idle first. Once both hold
+    # an offer the other 28 are not examined one by one (the query count does not grow with the line).
+    with django_assert_max_num_queries(60):
+        assert waiting_work_route(tenant_ids=[in_a.id], now=later) == 2
+    with unscoped("test assertion"):
+        offered = dict(EscalationOffer.objects.values_list("escalation_id", "agent_id"))
+    assert offered == {line[0].pk: bob.pk, line[1].pk: sam.pk}
+    # Nobody free at all: a pass is a handful of queries, whatever the length of the line.
+    with django_assert_max_num_queries(30):
+        assert waiting_work_route(tenant_ids=[in_a.id], now=later) == 0
