@@ -44,6 +44,7 @@ from agents.services import (
     _waiting_payload,
     agent_endpoint,
     escalation_connect,
+    request_routing_pass,
     route_for_freed_agent,
 )
 from conversations.callbacks import policy_for, retry_due_at, sms_text
@@ -140,8 +141,6 @@ def callbacks_dispatch(*, now: dt.datetime, limit: int = DISPATCH_BATCH) -> list
     the next run; rows another worker holds are skipped (Postgres), never claimed twice (the state
     changes from scheduled to queued inside the claim).
     """
-    from agents.tasks import route_waiting_task
-
     made: list[int] = []
     tenants: set[int] = set()
     with transaction.atomic():
@@ -155,7 +154,7 @@ def callbacks_dispatch(*, now: dt.datetime, limit: int = DISPATCH_BATCH) -> list
         # One routing pass per business after the batch commits, in queue order (priority, then place in
         # line), rather than one task per callback: a burst due at opening is offered in one go.
         for tenant_id in sorted(tenants):
-            enqueue_on_commit(route_waiting_task, tenant_id=tenant_id)
+            request_routing_pass(tenant_id)
     return made
 
 

@@ -239,10 +239,32 @@ def escalation_route(
 def route_for_freed_agent(agent: User) -> None:
     """An agent finished something: offer waiting work of every business they answer for now, rather than
     at the next offer sweep (after commit; one task per business, each in its own scope)."""
+    for tenant_id in sorted(tenant_access_for_user(agent)):
+        request_routing_pass(tenant_id)
+
+
+#: How long a requested routing pass that has not started holds off further requests (its message may
+#: be lost: then the offer sweep routes meanwhile and the next request after this queues a new pass).
+ROUTE_PASS_PENDING_SECONDS = 10
+
+
+def route_pass_key(tenant_id: int) -> str:
+    return f"agents:route-pass-pending:{tenant_id}"
+
+
+def request_routing_pass(tenant_id: int) -> None:
+    """After commit, one routing pass over this business's waiting work (``route_waiting`` task).
+
+    Requests made while a pass is queued and not yet started join it: a burst of accepts or wraps makes
+    one pass, not one each (they queued behind one another's row locks; bench/callbacks_soak.py). The
+    pass clears the mark when it starts, so a request after that queues another and none is missed."""
     from agents.tasks import route_waiting_task
 
-    for tenant_id in sorted(tenant_access_for_user(agent)):
-        enqueue_on_commit(route_waiting_task, tenant_id=tenant_id)
+    def send() -> None:
+        if cache.add(route_pass_key(tenant_id), 1, timeout=ROUTE_PASS_PENDING_SECONDS):
+            route_waiting_task.apply_async(kwargs={"tenant_id": tenant_id})
+
+    transaction.on_commit(send)
 
 
 def waiting_work_route(*, tenant_ids: list[int], now: dt.datetime) -> int:

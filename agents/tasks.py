@@ -265,9 +265,12 @@ def escalation_offer_callback_task(*, tenant_id: int, escalation_id: int, source
 
 @shared_task(name="agents.tasks.route_waiting", base=TenantTask)
 def route_waiting_task(*, tenant_id: int) -> int:
-    """Offer this business's waiting work now (an agent just became free)."""
-    from agents.services import waiting_work_route
+    """Offer this business's waiting work now (an agent just became free, or callbacks were dispatched)."""
+    from django.core.cache import cache
 
+    from agents.services import route_pass_key, waiting_work_route
+
+    cache.delete(route_pass_key(tenant_id))  # requests from now on queue another pass (services.request_routing_pass)
     return waiting_work_route(tenant_ids=[tenant_id], now=timezone.now())
 
 

@@ -440,3 +440,21 @@ def test_a_routing_pass_offers_the_head_of_the_line_and_stops_asking_once_nobody
     # Nobody free at all: a pass is a handful of queries, whatever the length of the line.
     with django_assert_max_num_queries(30):
         assert waiting_work_route(tenant_ids=[in_a.id], now=later) == 0
+
+
+def test_a_burst_of_routing_requests_makes_one_pass_and_a_request_after_it_started_makes_another(
+    in_a, monkeypatch, django_capture_on_commit_callbacks
+):
+    from agents.services import request_routing_pass
+    from agents.tasks import route_waiting_task
+
+    queued: list[dict] = []
+    monkeypatch.setattr(route_waiting_task, "apply_async", lambda kwargs, **_: queued.append(kwargs))
+    with django_capture_on_commit_callbacks(execute=True):
+        for _ in range(5):  # five agents accept in the same moment
+            request_routing_pass(in_a.id)
+    assert queued == [{"tenant_id": in_a.id}]
+    route_waiting_task(tenant_id=in_a.id)  # the pass starts: later requests are not covered by it
+    with django_capture_on_commit_callbacks(execute=True):
+        request_routing_pass(in_a.id)
+    assert queued == [{"tenant_id": in_a.id}, {"tenant_id": in_a.id}]
