@@ -400,10 +400,14 @@
     if (focusedId && $(focusedId)) $(focusedId).focus();
   }
 
+  // The agent's own choice wins over a snapshot read before the server took it (a snapshot already on its
+  // way when they clicked would put the old state back) until the server answers the change.
+  var pendingPresence = null;
+
   function renderPresence() {
-    var p = state.presence || {};
+    var shown = pendingPresence || (state.presence || {}).state;
     var radios = document.querySelectorAll("#presence-form input[name=state]");
-    Array.prototype.forEach.call(radios, function (r) { r.checked = r.value === p.state; });
+    Array.prototype.forEach.call(radios, function (r) { r.checked = r.value === shown; });
   }
 
   function render() {
@@ -440,6 +444,7 @@
         break;
       case "ok":
         showError("");
+        if (message.action === "presence.set") pendingPresence = null;
         if (message.action === "offer.accept") announce("Call accepted.");
         if (message.action === "escalation.wrap") { delete drafts[message.escalation_id]; announce("Call wrapped up."); }
         if (message.action === "voicemail.handle") announce("Voicemail marked handled.");
@@ -451,6 +456,7 @@
         }
         break;
       case "error":
+        if (message.ref === "presence") { pendingPresence = null; requestSnapshot(); }
         if (message.code === "already_taken") requestSnapshot();
         showError(message.message || "Something went wrong.");
         announce(message.message || "Error");
@@ -482,6 +488,8 @@
     socket.addEventListener("open", function () {
       backoff = 1000;
       setConn("Connected", true);
+      // A presence change made while the socket was down is sent now (it never reached the server).
+      if (pendingPresence) send({ type: "presence.set", state: pendingPresence, reason: "", ref: "presence" });
       // The server sends a snapshot on connect; ask again anyway so nothing missed offline is lost.
       send({ type: "snapshot" });
       send({ type: "heartbeat" });
@@ -505,7 +513,11 @@
   }
 
   $("presence-form").addEventListener("change", function (e) {
-    if (e.target && e.target.name === "state") send({ type: "presence.set", state: e.target.value, reason: "" });
+    if (e.target && e.target.name === "state") {
+      pendingPresence = e.target.value;
+      if (send({ type: "presence.set", state: e.target.value, reason: "", ref: "presence" })) showError("");
+      else showError("Not connected; your status will be set when the console reconnects.");
+    }
   });
 
   tickTimer = window.setInterval(tick, 1000);
