@@ -500,7 +500,7 @@ def on_callback_scheduled(callback: Callback) -> None:
     """After the commit that promised a call back: a waiting caller who chose it leaves the queue keeping
     their place (the live escalation becomes "callback"), the SMS confirmation is sent, and a callback
     that is already due is dispatched now rather than on the next minute."""
-    from agents.tasks import callback_sms_task, callbacks_dispatch_tenant_task
+    from agents.tasks import callback_sms_task
     from tenants.scoping import tenant_scope
 
     now = timezone.now()
@@ -510,11 +510,9 @@ def on_callback_scheduled(callback: Callback) -> None:
         policy = policy_for(callback.tenant_id)
         if policy.sms_confirmation:
             callback_sms_task.apply_async(kwargs={"tenant_id": callback.tenant_id, "callback_id": callback.pk})
-        if callback.due_at <= now + dt.timedelta(seconds=5):
-            callbacks_dispatch_tenant_task.apply_async(kwargs={"tenant_id": callback.tenant_id})
-        else:
-            # Due before the next beat run (which looks ahead only from its own time): trigger at due time.
-            dispatch_trigger(tenant_id=callback.tenant_id, due_at=callback.due_at, now=now)
+        # Due already: dispatched now; due before the next beat run (which looks ahead only from its own
+        # time): dispatched at its due second.
+        dispatch_trigger(tenant_id=callback.tenant_id, due_at=callback.due_at, now=now)
 
 
 def _take_place_from_live_escalation(callback: Callback, now: dt.datetime) -> None:

@@ -59,6 +59,24 @@ def needs_phone(escalation: Escalation) -> bool:
     return escalation.kind == "live" and conversation.channel == "voice" and bool(conversation.vonage_uuid)
 
 
+def held_counts(user_ids) -> dict[int, int]:
+    """How many accepted/connected escalations each of these people holds, in every tenant they answer for
+    (capacity counts all of them); only counts leave the unscoped block."""
+    with unscoped("agent load is counted across all tenants the agent works for"):
+        return dict(
+            Escalation.objects.filter(agent_id__in=list(user_ids), state__in=HELD_STATES)
+            .values("agent_id")
+            .annotate(n=Count("id"))
+            .values_list("agent_id", "n")
+        )
+
+
+def has_free_slot(user_id: int) -> bool:
+    """The person holds fewer escalations than their profile's capacity (no profile: no slot)."""
+    capacity = AgentProfile.objects.filter(user_id=user_id).values_list("capacity", flat=True).first() or 0
+    return held_counts([user_id]).get(user_id, 0) < capacity
+
+
 def _ready(
     user_ids: set[int], *, skills: set[str], now: dt.datetime, reachable_only: bool = False
 ) -> dict[int, dt.datetime]:
@@ -71,14 +89,7 @@ def _ready(
         ).values_list("user_id", "since")
     )
     profiles = AgentProfile.objects.filter(user_id__in=presence.keys(), user__is_active=True)
-    # Capacity counts work in every tenant the person answers for; only counts leave this block.
-    with unscoped("agent load is counted across all tenants the agent works for"):
-        load = dict(
-            Escalation.objects.filter(agent_id__in=presence.keys(), state__in=HELD_STATES)
-            .values("agent_id")
-            .annotate(n=Count("id"))
-            .values_list("agent_id", "n")
-        )
+    load = held_counts(presence.keys())
     ready: dict[int, dt.datetime] = {}
     for profile in profiles:
         if not skills <= {str(s) for s in (profile.skills or [])}:

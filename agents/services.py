@@ -34,7 +34,14 @@ from agents.models import (
     PresenceState,
 )
 from agents.realtime import publish
-from agents.routing import HEARTBEAT_FRESH, eligibility_of, eligible_agents, needs_phone, required_skills
+from agents.routing import (
+    HEARTBEAT_FRESH,
+    eligibility_of,
+    eligible_agents,
+    has_free_slot,
+    needs_phone,
+    required_skills,
+)
 from agents.selectors import waiting_work
 from conversations.models import Callback, Conversation
 from flows.engine import TransferToQueue
@@ -330,20 +337,13 @@ def escalation_accept(*, escalation_id: int, agent: User, now: dt.datetime) -> E
             agent_ids=[agent.pk],
         )
         _publish_withdrawn(escalation, others, reason="taken")
-        if _has_free_slot(agent):
+        if has_free_slot(agent.pk):
             # Capacity left (chats, callbacks): the next waiting item is offered now, not at the next sweep.
             route_for_freed_agent(agent)
     escalation.refresh_from_db()
     if voice_leg:
         _enqueue_dial(escalation)
     return escalation
-
-
-def _has_free_slot(agent: User) -> bool:
-    capacity = AgentProfile.objects.filter(user_id=agent.pk).values_list("capacity", flat=True).first() or 0
-    with unscoped("the agent's load is counted across every tenant they work for; only a count leaves"):
-        held = Escalation.objects.filter(agent_id=agent.pk, state__in=HELD_STATES).count()
-    return held < capacity
 
 
 def _withdraw_pending(escalation: Escalation, *, now: dt.datetime) -> list[int]:

@@ -30,6 +30,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from agents.models import ACTIVE_STATES, HELD_STATES, ChatSite, Escalation
+from agents.realtime import agent_group, group_send_many
 from conversations.models import Channel, Conversation, Lead, Turn
 from conversations.services import conversation_open, conversation_record_turn
 from flows.engine import (
@@ -390,10 +391,8 @@ def _notify_agent(escalation: Escalation, turn: Turn) -> None:
         "text": turn.utterance,
         "at": turn.created_at.isoformat() if turn.created_at else None,
     }
-    from agents.realtime import agent_group
-
     group = agent_group(escalation.agent_id)
-    transaction.on_commit(lambda: _group_send(group, {"type": "tenant.event", "event": event}))
+    transaction.on_commit(lambda: group_send_many([(group, {"type": "tenant.event", "event": event})]))
 
 
 # --- the agent's side -------------------------------------------------------------------------------------
@@ -431,8 +430,6 @@ def chat_agent_say(*, escalation: Escalation, agent, text: str) -> Turn:
             pushes.append({"type": "status", "state": "agent", "text": f"{name} joined the chat.", "name": name})
         pushes.append({"type": "message", "from": "agent", "text": text, "name": name, "seq": turn.seq})
         group = chat_group(conversation.pk)
-        from agents.realtime import group_send_many
-
         transaction.on_commit(lambda: group_send_many([(group, {"type": "chat.push", "message": m}) for m in pushes]))
     return turn
 
@@ -444,13 +441,7 @@ def chat_agent_joined(*, escalation: Escalation, agent) -> None:
     name = _first_name(agent)
     message = {"type": "status", "state": "agent", "text": f"{name} joined the chat.", "name": name}
     group = chat_group(escalation.conversation_id)
-    transaction.on_commit(lambda: _group_send(group, {"type": "chat.push", "message": message}))
-
-
-def _group_send(group: str, message: dict) -> None:
-    from agents.realtime import group_send_many
-
-    group_send_many([(group, message)])
+    transaction.on_commit(lambda: group_send_many([(group, {"type": "chat.push", "message": message})]))
 
 
 # --- rate limits -------------------------------------------------------------------------------------------
