@@ -179,11 +179,16 @@ def agent_leg_event(*, escalation_id: int, attempt: int, payload: dict) -> None:
 def caller_voice_context(conversation: Conversation):
     """The caller's VoiceContext, built the way the webhooks build it (same conversation name, hold
     music, recording URL, language and fallback)."""
+    from flows.models import FlowVersion
     from telephony.models import PhoneNumber
     from telephony.services import voice_context
 
     number = PhoneNumber.objects.filter(number=conversation.dialled_number).first()
-    definition = (conversation.flow_version.definition if conversation.flow_version_id else None) or {}
+    definition = {}
+    if conversation.flow_version_id:  # the script's language and voice, never its megabyte model
+        definition = (
+            FlowVersion.objects.filter(pk=conversation.flow_version_id).values_list("definition", flat=True).first()
+        ) or {}
     return voice_context(conversation, number, definition.get("language") or "en-US", definition.get("voice_style"))
 
 
@@ -250,7 +255,7 @@ def waiting_voice_escalations():
         .exclude(conversation__vonage_uuid__isnull=True)
         .exclude(conversation__vonage_uuid="")
         .filter(conversation__ended_at__isnull=True)
-        .select_related("queue", "conversation", "conversation__flow_version")
+        .select_related("queue", "conversation")
         .order_by("queue_id", "-priority", "created_at", "id")
     )
 

@@ -44,7 +44,7 @@ from flows.engine import (
     TransferToQueue,
     Voicemail,
 )
-from flows.runtime import compiled_version, run_turn
+from flows.runtime import compiled_version, run_turn, without_heavy
 from tenants.scoping import unscoped
 
 logger = logging.getLogger("switchboard.agents.webchat")
@@ -118,7 +118,10 @@ def site_for_key(public_key: str) -> ChatSite | None:
         return None
     with unscoped("route a chat widget's public key to its business"):
         return (
-            ChatSite.objects.select_related("tenant", "flow__published_version").filter(public_key=public_key).first()
+            ChatSite.objects.select_related("tenant", "flow__published_version")
+            .defer(*without_heavy("flow__published_version"))
+            .filter(public_key=public_key)
+            .first()
         )
 
 
@@ -146,6 +149,7 @@ def conversation_for_token(site: ChatSite, token: str | None) -> Conversation | 
         return None
     return (
         Conversation.objects.select_related("flow_version")
+        .defer(*without_heavy("flow_version"))
         .filter(pk=data.get("c"), tenant_id=site.tenant_id, channel=Channel.CHAT)
         .first()
     )
@@ -276,7 +280,11 @@ def chat_open(*, site: ChatSite, token: str | None = None) -> Opened:
 
 # --- visitor messages -----------------------------------------------------------------------------------
 def _fresh(conversation_id: int) -> Conversation:
-    return Conversation.objects.select_related("flow_version").get(pk=conversation_id)
+    return (
+        Conversation.objects.select_related("flow_version")
+        .defer(*without_heavy("flow_version"))
+        .get(pk=conversation_id)
+    )
 
 
 def _record(conversation_id: int, **kwargs) -> Turn:

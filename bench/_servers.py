@@ -91,6 +91,36 @@ def percentiles(values: list[float]) -> dict:
     return {"n": len(ordered), "p50": pick(0.5), "p90": pick(0.9), "p99": pick(0.99), "max": round(ordered[-1], 1)}
 
 
+def cpu_seconds(groups: dict[str, list[int]] | None = None) -> dict[str, float]:
+    """CPU seconds (user + system) used so far, per group: the given pids (e.g. "servers"), this process
+    ("client"), and every running process named postgres / redis-server (Linux /proc; 0 elsewhere)."""
+    tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    out: dict[str, float] = {"client": sum(os.times()[:2])}
+    wanted = {pid: name for name, pids in (groups or {}).items() for pid in pids}
+    for name in ("postgres", "redis", *(groups or {})):
+        out.setdefault(name, 0.0)
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        comm = stat[stat.index("(") + 1 : stat.rindex(")")]
+        fields = stat[stat.rindex(")") + 2 :].split()
+        used = (int(fields[11]) + int(fields[12])) / tick
+        pid = int(entry.name)
+        if pid in wanted:
+            out[wanted[pid]] += used
+        elif comm == "postgres":
+            out["postgres"] += used
+        elif comm.startswith("redis-server"):
+            out["redis"] += used
+    return out
+
+
+def cpu_used(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    return {k: round(after.get(k, 0.0) - v, 2) for k, v in before.items()}
+
+
 def machine() -> str:
     """E.g. "2 cores (AMD EPYC ...), 23.5 GiB RAM, Python 3.11.7, Linux"."""
     cpu = platform.processor() or platform.machine()

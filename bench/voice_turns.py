@@ -55,6 +55,8 @@ from urllib.parse import urlsplit
 
 from _servers import (  # noqa: E402 (bench/ is on sys.path)
     clear_redis,
+    cpu_seconds,
+    cpu_used,
     create_database,
     drop_database,
     free_port,
@@ -411,22 +413,34 @@ PROFILE_BUCKETS = (  # (label, substrings of the code's file path); first match 
 )
 
 
-def profile_turn(secret: str) -> tuple[dict, str, float, float]:
+def profile_turn(secret: str, lines: int = 12) -> tuple[dict, str, float, float]:
     """cProfile over 5 warm caller turns in this process (the thread that runs the view's sync work, i.e.
     everything but the event loop's share). Own time per bucket, and the top functions by own time."""
     from telephony.simulator import CallSimulator, InProcessTransport
 
-    call = CallSimulator("http://127.0.0.1", secret, InProcessTransport())
-    call.answer(NUMBER, CALLER, uuid="bench-profile")
-    call.say(UTTERANCES[0])  # warm
-    started = time.perf_counter()
-    for text in UTTERANCES[1:4]:
-        call.say(text)
-    plain = (time.perf_counter() - started) * 1000 / 3
+    def fresh_call(uuid: str) -> CallSimulator:
+        call = CallSimulator("http://127.0.0.1", secret, InProcessTransport())
+        call.answer(NUMBER, CALLER, uuid=uuid)
+        return call
+
+    warm = fresh_call("bench-profile-warm")
+    warm.say(UTTERANCES[0])
+    warm.hang_up()
+    spent, said = 0.0, 0
+    for n in range(3):  # the same 5 turns a benchmark call makes, on fresh calls (a long call may escalate)
+        call = fresh_call(f"bench-profile-plain-{n}")
+        started = time.perf_counter()
+        for text in UTTERANCES[:5]:
+            call.say(text)
+        spent += time.perf_counter() - started
+        said += 5
+        call.hang_up()
+    plain = spent * 1000 / said
+    call = fresh_call("bench-profile")
     profiler = cProfile.Profile()
     started = time.perf_counter()
     profiler.enable()
-    for text in UTTERANCES[4:9]:
+    for text in UTTERANCES[:5]:
         call.say(text)
     profiler.disable()
     per_turn = (time.perf_counter() - started) * 1000 / 5
@@ -442,7 +456,7 @@ def profile_turn(secret: str) -> tuple[dict, str, float, float]:
     total = sum(buckets.values()) or 1.0
     share = {k: round(100 * v / total, 1) for k, v in sorted(buckets.items(), key=lambda kv: -kv[1])}
     buffer = io.StringIO()
-    pstats.Stats(profiler, stream=buffer).sort_stats("tottime").print_stats(12)
+    pstats.Stats(profiler, stream=buffer).sort_stats("tottime").print_stats(lines)
     return share, buffer.getvalue(), per_turn, plain
 
 
@@ -473,6 +487,11 @@ def main() -> int:
     )
     parser.add_argument("--keep-logs", metavar="DIR", help="copy the servers' logs to DIR before cleaning up")
     parser.add_argument("--skip-profile", action="store_true")
+    parser.add_argument(
+        "--profile-only",
+        action="store_true",
+        help="no servers and no load: set up the database, count queries and profile warm turns in this process",
+    )
     args = parser.parse_args()
     if not 1 <= args.turns <= len(UTTERANCES):
         parser.error(f"--turns must be between 1 and {len(UTTERANCES)}")
@@ -507,6 +526,16 @@ def main() -> int:
         db_created = True
         setup_django(env, tmp)
         prepare_data()
+        if args.profile_only:
+            results["queries"] = count_queries(secret, args.turns)
+            share, profile, per_turn, plain = profile_turn(secret, lines=40)
+            print(f"SQL per warm turn: {results['queries']['warm']['per_request']}")
+            print("  a warm input turn runs: " + "; ".join(s[:90] for s in results["queries"]["warm_input_sql"]))
+            print(f"In-process warm caller turn: {plain:.1f} ms ({per_turn:.1f} ms under cProfile); own time by area:")
+            for label, pct in share.items():
+                print(f"  {pct:5.1f}%  {label}")
+            print(profile)
+            return 0
         print(f"  done in {time.monotonic() - t0:.0f} s. Starting {args.servers} daphne processes ...", flush=True)
         procs = start_servers(env, ports, tmp)
         wait_healthy(ports, procs)
@@ -522,10 +551,15 @@ def main() -> int:
         paced = run_calls("paced", args, ports, secret, think=args.think, duration=args.duration)
         results["paced"] = paced.summary()
         print(f"Saturated: {args.calls} concurrent calls, no think time, {args.duration:g} s ...", flush=True)
+        groups = {"servers": [p.pid for p in procs]}
+        cpu_before = cpu_seconds(groups)
         saturated = run_calls("saturated", args, ports, secret, think=0, duration=args.duration)
         results["saturated"] = saturated.summary()
+        results["saturated_cpu_s"] = cpu_used(cpu_before, cpu_seconds(groups))
         print(f"Bare views: {args.calls} clients, GET /healthz and unsigned POST, {args.duration / 2:g} s each ...")
+        cpu_before = cpu_seconds(groups)
         healthz = run_bare("healthz", args, ports, path="/healthz", method="GET", duration=args.duration / 2)
+        results["healthz_cpu_s"] = cpu_used(cpu_before, cpu_seconds(groups))
         unsigned = run_bare(
             "unsigned", args, ports, path="/telephony/vonage/event", method="POST", duration=args.duration / 2
         )
@@ -611,6 +645,15 @@ def report(r: dict, args) -> None:
         f" = {100 * sat['turns_per_s'] / h['requests_per_s']:.0f}% of /healthz,"
         f" {100 * sat['turns_per_s'] / u['requests_per_s']:.0f}% of the 401 view"
     )
+    for phase, key, count in (
+        ("saturated voice", "saturated_cpu_s", sat["turns_per_s"] * sat["duration_s"]),
+        ("bare /healthz", "healthz_cpu_s", h["requests_per_s"] * h["duration_s"]),
+    ):
+        used = r.get(key) or {}
+        if used and count:
+            parts = ", ".join(f"{name} {1000 * sec / count:.2f}" for name, sec in used.items())
+            print(f"  CPU ms per {'turn' if 'voice' in phase else 'request'}, {phase}: {parts}"
+                  f" (total {1000 * sum(used.values()) / count:.2f})")  # fmt: skip
     q = r["queries"]
     w = q["warm"]
     print(f"SQL per turn (in-process, warm): mean {w['per_turn_mean']}, max {w['per_turn_max']} incl. BEGIN/COMMIT;"

@@ -1,4 +1,5 @@
-"""ASGI entry point: HTTP through Django, websockets through Channels (session auth, origin check)."""
+"""ASGI entry point: HTTP through Django (the Vonage webhooks through their own short door, see
+telephony/asgi.py), websockets through Channels (session auth, origin check)."""
 
 import os
 
@@ -13,11 +14,12 @@ from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E40
 from django.urls import re_path  # noqa: E402
 
 from contactcenter.routing import public_websocket_urlpatterns, websocket_urlpatterns  # noqa: E402
+from telephony.asgi import http_router  # noqa: E402
 
 staff_websockets = AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns)))
 application = ProtocolTypeRouter(
     {
-        "http": django_asgi_app,
+        "http": http_router(django_asgi_app),
         "websocket": URLRouter([*public_websocket_urlpatterns, re_path(r"", staff_websockets)]),
     }
 )

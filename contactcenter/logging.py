@@ -15,6 +15,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction
+
 log_context: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar("log_context", default=None)
 request_logger = logging.getLogger("switchboard.request")
 
@@ -62,28 +64,51 @@ class JsonFormatter(logging.Formatter):
 
 
 class RequestLogMiddleware:
-    """Logs one line per request (method, path, status, duration, tenant) and sets X-Request-ID."""
+    """Logs one line per request (method, path, status, duration, tenant) and sets X-Request-ID.
+
+    Sync and async: the Vonage webhooks' door (telephony/asgi.py) runs it on the event loop."""
+
+    sync_capable = True
+    async_capable = True
 
     def __init__(self, get_response):
         self.get_response = get_response
+        self.is_async = iscoroutinefunction(get_response)
+        if self.is_async:
+            markcoroutinefunction(self)
 
     def __call__(self, request):
-        request_id = request.headers.get("X-Request-ID") or uuid.uuid4().hex
-        start = time.perf_counter()
+        if self.is_async:
+            return self._acall(request)
+        request_id, start = self._begin(request)
         with bound(request_id=request_id):
             response = self.get_response(request)
-            tenant = getattr(request, "tenant", None)
-            user = getattr(request, "user", None)
-            request_logger.info(
-                "request",
-                extra={
-                    "method": request.method,
-                    "path": request.path,
-                    "status": response.status_code,
-                    "duration_ms": round((time.perf_counter() - start) * 1000, 1),
-                    "tenant_id": getattr(tenant, "id", None),
-                    "user_id": getattr(user, "id", None) if getattr(user, "is_authenticated", False) else None,
-                },
-            )
+            return self._end(request, response, request_id, start)
+
+    async def _acall(self, request):
+        request_id, start = self._begin(request)
+        with bound(request_id=request_id):
+            response = await self.get_response(request)
+            return self._end(request, response, request_id, start)
+
+    @staticmethod
+    def _begin(request) -> tuple[str, float]:
+        return request.headers.get("X-Request-ID") or uuid.uuid4().hex, time.perf_counter()
+
+    @staticmethod
+    def _end(request, response, request_id: str, start: float):
+        tenant = getattr(request, "tenant", None)
+        user = getattr(request, "user", None)
+        request_logger.info(
+            "request",
+            extra={
+                "method": request.method,
+                "path": request.path,
+                "status": response.status_code,
+                "duration_ms": round((time.perf_counter() - start) * 1000, 1),
+                "tenant_id": getattr(tenant, "id", None),
+                "user_id": getattr(user, "id", None) if getattr(user, "is_authenticated", False) else None,
+            },
+        )
         response["X-Request-ID"] = request_id
         return response

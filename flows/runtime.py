@@ -26,6 +26,18 @@ from flows.services import hours_data, training_examples
 from tenants.models import Tenant
 
 _CACHE_SIZE = 256
+
+# A published version's script and trained model: the model is about a megabyte, and reading it with every
+# call turn cost more than the rest of the turn. Hot paths load a version without them (``without_heavy``);
+# ``compiled_version`` reads them only when it compiles, once per process and version.
+HEAVY_FIELDS = ("definition", "nlu_model")
+
+
+def without_heavy(relation: str) -> tuple[str, ...]:
+    """``defer()`` arguments that leave a related FlowVersion's script and model unread."""
+    return tuple(f"{relation}__{name}" for name in HEAVY_FIELDS)
+
+
 _cache: OrderedDict[tuple, CompiledFlow] = OrderedDict()
 _lock = threading.Lock()
 
@@ -93,9 +105,10 @@ def compiled_version(version: FlowVersion, tenant: Tenant | None = None) -> Comp
         if hit is not None:
             _cache.move_to_end(key)
             return hit
-    defn = from_json(version.definition)
+    definition, model_bytes = _heavy_fields(version)
+    defn = from_json(definition)
     defn = defn.model_copy(update={"hours": BusinessHours.model_validate(hours)})
-    understander = _understander_for(f"flowversion:{version.pk}:{version.content_hash}", version.nlu_model, defn)
+    understander = _understander_for(f"flowversion:{version.pk}:{version.content_hash}", model_bytes, defn)
     compiled = compile_flow(defn, understander)
     with _lock:
         _cache[key] = compiled
@@ -104,6 +117,16 @@ def compiled_version(version: FlowVersion, tenant: Tenant | None = None) -> Comp
     # The compiled flow and its model live as long as the process: keep full collections from walking them.
     heap.freeze("published flow compiled")
     return compiled
+
+
+def _heavy_fields(version: FlowVersion) -> tuple[dict, bytes | None]:
+    if not version.get_deferred_fields() & set(HEAVY_FIELDS):
+        return version.definition, version.nlu_model
+    from tenants.scoping import unscoped
+
+    with unscoped("compile a version its caller already resolved"):
+        definition, model_bytes = FlowVersion.objects.filter(pk=version.pk).values_list(*HEAVY_FIELDS).get()
+    return definition, model_bytes
 
 
 def compiled_definition(defn: FlowDefinition, *, cache_key: str) -> CompiledFlow:

@@ -24,7 +24,7 @@ from conversations.services import (
     voicemail_transcript,
 )
 from flows.engine import ConversationState, Event
-from flows.runtime import compiled_version, run_turn
+from flows.runtime import compiled_version, run_turn, without_heavy
 from telephony.models import PhoneNumber, normalize_e164
 from telephony.ncco import VoiceContext, apology_ncco, render_turn, unknown_number_ncco
 from tenants.scoping import tenant_scope, unscoped
@@ -91,6 +91,7 @@ def number_for(dialled: str) -> PhoneNumber | None:
     with unscoped("route a dialled number to its business"):
         return (
             PhoneNumber.objects.select_related("tenant", "flow__published_version")
+            .defer(*without_heavy("flow__published_version"))
             .filter(number=e164, active=True)
             .first()
         )
@@ -162,7 +163,15 @@ def _event_from_input(payload: dict, now) -> Event:
 
 def conversation_for(conversation_id: int) -> Conversation | None:
     with unscoped("a signed webhook names its conversation; its tenant scopes the rest"):
-        return Conversation.objects.select_related("flow_version", "tenant").filter(pk=conversation_id).first()
+        # By id, unordered (not .first(), not the model's ordering): on the hot path of every call turn, the
+        # ORDER BY cost more to compile and plan than the lookup itself.
+        rows = list(
+            Conversation.objects.select_related("flow_version", "tenant")
+            .defer(*without_heavy("flow_version"))
+            .filter(pk=conversation_id)
+            .order_by()
+        )
+        return rows[0] if rows else None
 
 
 def callback_choice_url(conversation: Conversation, *, source: str, fallback_number: str = "") -> str:
@@ -190,13 +199,12 @@ def callback_choice(
         raise PermissionError("input for another call leg")
     now = timezone.now()
     with tenant_scope([conversation.tenant_id]):
-        definition = (conversation.flow_version.definition if conversation.flow_version_id else None) or {}
-        ctx = voice_context(
-            conversation,
-            NumberSettings(fallback_number=fallback_number, transcribe_voicemail=transcribe),
-            definition.get("language") or "en-US",
-            definition.get("voice_style"),
-        )
+        number = NumberSettings(fallback_number=fallback_number, transcribe_voicemail=transcribe)
+        if conversation.flow_version_id:
+            defn = compiled_version(conversation.flow_version, conversation.tenant).definition
+            ctx = voice_context(conversation, number, defn.language, defn.voice_style)
+        else:
+            ctx = voice_context(conversation, number, "en-US", None)
         event = _event_from_input(payload, now)
         said = (event.text or "").lower()
         wants = event.dtmf == "1" or (not event.dtmf and any(w in said for w in CALLBACK_WORDS))

@@ -8,12 +8,14 @@ fallback (its own number, else voicemail, else a polite goodbye). These views ne
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 from collections.abc import Callable
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.db import connections
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
@@ -54,16 +56,60 @@ def _payload(request: HttpRequest) -> dict:
     return data if isinstance(data, dict) else {}
 
 
-async def _guarded(name: str, work: Callable[[], list | None], on_failure: Callable[[], list], **log) -> JsonResponse:
-    try:
-        ncco = await asyncio.wait_for(sync_to_async(work)(), timeout=settings.VONAGE_TURN_BUDGET_SECONDS)
-    except TimeoutError:
+async def _guarded(
+    request: HttpRequest, name: str, work: Callable[[], list | None], on_failure: Callable[[], list], **log
+) -> JsonResponse:
+    """Verify the signature and do the work in one hop to a worker thread, under the turn's time budget.
+
+    A forged or replayed request answers 401 and runs nothing. Once the signature is good, whatever fails
+    (including the replay check's own store) or runs over the budget is answered with the apology NCCO."""
+
+    def signed_work() -> JsonResponse | list | None:
+        if denied := _verify(request):
+            return denied
+        return work()
+
+    # Not asyncio.wait_for: cancelling sync_to_async waits for the thread to finish, so a turn stuck on the
+    # database would keep the caller in silence until it came back. The stuck work is left to finish alone.
+    task = asyncio.ensure_future(sync_to_async(signed_work)())
+    done, _ = await asyncio.wait({task}, timeout=settings.VONAGE_TURN_BUDGET_SECONDS)
+    if not done:
         logger.error("webhook over its time budget; apologised", extra={"webhook": name, **log})
-        ncco = await sync_to_async(on_failure)()
-    except Exception:
-        logger.exception("webhook failed; apologised", extra={"webhook": name, **log})
-        ncco = await sync_to_async(on_failure)()
-    return JsonResponse(ncco if ncco is not None else [], safe=False)
+        task.add_done_callback(functools.partial(_finished_late, name=name, log=log))
+        # The request's own thread is still busy with the stuck work: apologise from another one.
+        result = await sync_to_async(_released(on_failure), thread_sensitive=False)()
+    else:
+        try:
+            result = task.result()
+        except Exception:
+            logger.exception("webhook failed; apologised", extra={"webhook": name, **log})
+            result = await sync_to_async(on_failure)()
+    if isinstance(result, JsonResponse):
+        return result
+    return JsonResponse(result if result is not None else [], safe=False)
+
+
+def _finished_late(task: asyncio.Future, *, name: str, log: dict) -> None:
+    if task.cancelled():
+        return
+    if (exc := task.exception()) is not None:
+        logger.warning(
+            "webhook work over its budget ended in an error", extra={"webhook": name, "error": repr(exc), **log}
+        )
+    else:
+        logger.warning("webhook work over its budget finished after the apology", extra={"webhook": name, **log})
+
+
+def _released(fn: Callable[[], list]) -> Callable[[], list]:
+    """Run ``fn`` on a pool thread and give back any database connection it took there."""
+
+    def run() -> list:
+        try:
+            return fn()
+        finally:
+            connections.close_all()
+
+    return run
 
 
 def _answer_failure(payload: dict) -> Callable[[], list]:
@@ -81,11 +127,10 @@ def _answer_failure(payload: dict) -> Callable[[], list]:
 
 @csrf_exempt
 async def answer(request: HttpRequest):
-    if denied := await sync_to_async(_verify)(request):
-        return denied
     payload = _payload(request)
     with bound(vonage_uuid=payload.get("uuid")):
         return await _guarded(
+            request,
             "answer",
             lambda: services.call_answer(payload=payload),
             _answer_failure(payload),
@@ -96,21 +141,18 @@ async def answer(request: HttpRequest):
 @csrf_exempt
 async def fallback(request: HttpRequest):
     """Vonage calls this when our answer or event URL failed: apologise and hand the caller on."""
-    if denied := await sync_to_async(_verify)(request):
-        return denied
     payload = _payload(request)
-    return await _guarded("fallback", _answer_failure(payload), lambda: services.failure_ncco())
+    return await _guarded(request, "fallback", _answer_failure(payload), lambda: services.failure_ncco())
 
 
 @csrf_exempt
 async def call_input(request: HttpRequest, conversation_id: int):
-    if denied := await sync_to_async(_verify)(request):
-        return denied
     payload = _payload(request)
     fallback_number = request.GET.get("fb", "")
     with bound(conversation_id=conversation_id):
         if request.GET.get("offer") == "callback":
             return await _guarded(
+                request,
                 "callback-choice",
                 lambda: services.callback_choice(
                     conversation_id=conversation_id,
@@ -123,6 +165,7 @@ async def call_input(request: HttpRequest, conversation_id: int):
                 conversation_id=conversation_id,
             )
         return await _guarded(
+            request,
             "input",
             lambda: services.call_input(
                 conversation_id=conversation_id,
@@ -137,10 +180,9 @@ async def call_input(request: HttpRequest, conversation_id: int):
 
 @csrf_exempt
 async def recording(request: HttpRequest, conversation_id: int):
-    if denied := await sync_to_async(_verify)(request):
-        return denied
     payload = _payload(request)
     return await _guarded(
+        request,
         "recording",
         lambda: services.call_recording(
             conversation_id=conversation_id, payload=payload, transcribe=request.GET.get("tr") == "1"
@@ -152,10 +194,9 @@ async def recording(request: HttpRequest, conversation_id: int):
 
 @csrf_exempt
 async def transcription(request: HttpRequest, conversation_id: int):
-    if denied := await sync_to_async(_verify)(request):
-        return denied
     payload = _payload(request)
     return await _guarded(
+        request,
         "transcription",
         lambda: services.call_transcription(conversation_id=conversation_id, payload=payload),
         lambda: [],
@@ -166,11 +207,15 @@ async def transcription(request: HttpRequest, conversation_id: int):
 @csrf_exempt
 async def event(request: HttpRequest):
     """Call status events. Always 200 once signed: Vonage must not retry an event we chose to ignore."""
-    if denied := await sync_to_async(_verify)(request):
-        return denied
-    payload = _payload(request)
-    try:
-        await sync_to_async(services.call_event)(payload=payload, marker=dict(request.GET.items()))
-    except Exception:
-        logger.exception("could not apply a call event", extra={"vonage_uuid": payload.get("uuid")})
-    return JsonResponse({"ok": True})
+
+    def signed_event() -> JsonResponse | None:
+        if denied := _verify(request):
+            return denied
+        payload = _payload(request)
+        try:
+            services.call_event(payload=payload, marker=dict(request.GET.items()))
+        except Exception:
+            logger.exception("could not apply a call event", extra={"vonage_uuid": payload.get("uuid")})
+        return None
+
+    return await sync_to_async(signed_event)() or JsonResponse({"ok": True})

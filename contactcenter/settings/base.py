@@ -108,7 +108,7 @@ if REDIS_URL:
     }
     CACHES = {
         "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "BACKEND": "contactcenter.cache.RedisCache",  # one connection pool per process
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": env("CACHE_PREFIX", "switchboard"),
         }
@@ -207,6 +207,8 @@ VONAGE_CLIENT = env("VONAGE_CLIENT", "") or ("vonage" if VONAGE_APPLICATION_ID e
 VONAGE_SIGNATURE_MAX_AGE = env_int("VONAGE_SIGNATURE_MAX_AGE", 300)
 # A webhook turn that takes longer than this answers with the apology NCCO (Vonage waits about 5 s).
 VONAGE_TURN_BUDGET_SECONDS = float(env("VONAGE_TURN_BUDGET_SECONDS", "3.5") or 3.5)
+# Worker threads per web process for the Vonage webhooks' database and engine work (telephony/asgi.py).
+WEBHOOK_THREADS = env_int("WEBHOOK_THREADS", 4)
 STRIPE_SECRET_KEY = env("STRIPE_SECRET_KEY", "")
 STRIPE_WEBHOOK_SECRET = env("STRIPE_WEBHOOK_SECRET", "")
 STRIPE_PRICE_ID = env("STRIPE_PRICE_ID", "")

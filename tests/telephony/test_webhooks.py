@@ -289,3 +289,16 @@ def test_a_caller_turn_stays_within_its_query_budget(client, line, django_assert
         ncco_of(signed_post(client, input_url(first), speech("when are you open")))
     statements = [q["sql"].split()[0] for q in captured.captured_queries]
     assert statements.count("SELECT") == 1, statements
+    # The published version's trained model (about a megabyte) and script are compiled once per process;
+    # reading them again with every turn cost more than the rest of the turn.
+    select = next(q["sql"] for q in captured.captured_queries if q["sql"].startswith("SELECT"))
+    assert "nlu_model" not in select and '"definition"' not in select, select
+
+
+def test_the_answer_webhook_does_not_read_the_trained_model_of_a_compiled_script(
+    client, line, django_assert_max_num_queries
+):
+    ncco_of(answer(client))  # compiles the script in this process
+    with django_assert_max_num_queries(9) as captured:
+        assert ncco_of(answer(client, call_uuid="second-call"))[0]["action"] == "talk"
+    assert not [q["sql"] for q in captured.captured_queries if "nlu_model" in q["sql"]]

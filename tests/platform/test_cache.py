@@ -1,0 +1,48 @@
+"""The shared cache keeps one Redis connection pool per process (Django makes a cache object per request)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import pytest
+from asgiref.sync import sync_to_async
+from django.core.cache import caches
+
+from contactcenter.cache import RedisCache
+
+
+@pytest.mark.redis
+def test_requests_reuse_the_process_redis_connections_instead_of_opening_their_own(settings):
+    settings.CACHES = {
+        "default": {"BACKEND": "contactcenter.cache.RedisCache", "LOCATION": settings.REDIS_URL, "KEY_PREFIX": "t-pool"}
+    }
+    seen: list[int] = []
+
+    def one_request(n: int) -> None:  # what a sync view does with the cache, in its request's own context
+        cache = caches["default"]
+        cache.set(f"visit-{n}", n, 30)
+        assert cache.get(f"visit-{n}") == n
+        seen.append(id(cache))
+
+    async def twenty_requests():
+        for n in range(20):  # each in a fresh context, as Django's ASGI handler runs them
+            await asyncio.get_running_loop().create_task(sync_to_async(one_request, thread_sensitive=False)(n))
+
+    asyncio.run(twenty_requests())
+    assert len(set(seen)) > 1, "each request context has its own cache object (Django's behaviour)"
+    pool = caches["default"]._cache._get_connection_pool(write=True)
+    assert pool._created_connections == 1, "twenty requests one after another used one Redis connection"
+
+
+@pytest.mark.redis
+def test_a_pool_is_shared_only_by_caches_of_the_same_server_and_options(settings):
+    first = RedisCache(settings.REDIS_URL, {"KEY_PREFIX": "a"})
+    again = RedisCache(settings.REDIS_URL, {"KEY_PREFIX": "b"})
+    other_db = RedisCache(settings.REDIS_URL.rsplit("/", 1)[0] + "/15", {})
+    results: list = []
+    thread = threading.Thread(target=lambda: results.append(again._cache._get_connection_pool(write=True)))
+    thread.start()
+    thread.join()
+    assert first._cache._get_connection_pool(write=True) is results[0]
+    assert other_db._cache._get_connection_pool(write=True) is not results[0]

@@ -1,0 +1,144 @@
+"""The Vonage webhooks through the real ASGI application (telephony/asgi.py): their own short door."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+
+import pytest
+from django.conf import settings
+from django.db import DatabaseError
+
+from telephony.asgi import WebhookHandler
+from telephony.ncco import validate_ncco
+from telephony.signing import sign_request
+from tests.telephony.test_webhooks import NUMBER, answer, input_url, line, ncco_of, speech, talk_text  # noqa: F401
+
+
+def asgi(method: str, path: str, *, body: bytes = b"", headers: dict | None = None, host: str = "testserver",
+         scheme: str = "http", after_send=None, app=None) -> dict:  # fmt: skip
+    """One request through contactcenter.asgi.application, as daphne sends it. Returns status, headers, body
+    and how long after the start the response body left (`after`)."""
+    from contactcenter.asgi import application
+
+    path, _, query = path.partition("?")
+    scope = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method, "scheme": scheme,
+        "path": path, "raw_path": path.encode(), "query_string": query.encode(), "root_path": "",
+        "headers": [(b"host", host.encode())] + [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()],
+        "client": ("127.0.0.1", 5000), "server": (host, 80),
+    }  # fmt: skip
+    out: dict = {"body": b"", "headers": {}}
+
+    async def run():
+        started = time.monotonic()
+        body_sent = asyncio.Event()
+        received = False
+
+        async def receive():
+            nonlocal received
+            if not received:
+                received = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            await asyncio.Event().wait()
+
+        async def send(message):
+            if message["type"] == "http.response.start":
+                out["status"] = message["status"]
+                out["headers"] = {k.decode().lower(): v.decode() for k, v in message["headers"]}
+            elif message["type"] == "http.response.body":
+                out["body"] += message.get("body", b"")
+                if not message.get("more_body"):
+                    out["after"] = time.monotonic() - started
+                    body_sent.set()
+
+        running = asyncio.ensure_future((app or application)(scope, receive, send))
+        await asyncio.wait_for(body_sent.wait(), 8)
+        if after_send:
+            after_send()
+        await running
+
+    asyncio.run(run())
+    return out
+
+
+def signed(payload: dict) -> tuple[bytes, dict]:
+    body = json.dumps(payload).encode()
+    return body, {
+        "content-type": "application/json",
+        "authorization": sign_request(body=body, secret=settings.VONAGE_SIGNATURE_SECRET),
+    }
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_stuck_turn_is_apologised_for_within_the_budget_not_when_it_ends(client, line, monkeypatch):  # noqa: F811
+    """The turn's own thread is still stuck when the budget runs out: the apology must not wait for it
+    (the caller would hear silence until the database or the engine came back)."""
+    first = ncco_of(answer(client))
+    monkeypatch.setattr(settings, "VONAGE_TURN_BUDGET_SECONDS", 0.2)
+    unstuck = threading.Event()
+
+    def stuck(*args, **kwargs):
+        unstuck.wait(10)
+        raise DatabaseError("the database came back too late")
+
+    monkeypatch.setattr("telephony.services.run_turn", stuck)
+    body, headers = signed(speech("is there parking"))
+    try:
+        response = asgi("POST", input_url(first), body=body, headers=headers, after_send=unstuck.set)
+    finally:
+        unstuck.set()
+    ncco = json.loads(response["body"])
+    validate_ncco(ncco)
+    assert "sorry" in talk_text(ncco).lower()
+    assert next(a for a in ncco if a["action"] == "connect")["endpoint"][0]["number"] == "15555550199"
+    assert response["after"] < 3, f"the apology took {response['after']:.1f} s"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_call_through_the_webhook_door_is_answered_and_logged(line, caplog):  # noqa: F811
+
+    query = f"to={NUMBER.lstrip('+')}&from=15555550123&uuid=door-1&conversation_uuid=CON-9"
+    auth = sign_request(
+        body=b"", secret=settings.VONAGE_SIGNATURE_SECRET, query=[tuple(p.split("=")) for p in query.split("&")]
+    )
+    with caplog.at_level("INFO", logger="switchboard.request"):
+        response = asgi(
+            "GET", f"/telephony/vonage/answer?{query}", headers={"authorization": auth, "x-request-id": "req-77"}
+        )
+    assert response["status"] == 200
+    ncco = json.loads(response["body"])
+    validate_ncco(ncco)
+    assert "Hello, thanks for calling." in talk_text(ncco)
+    assert response["headers"]["x-request-id"] == "req-77"
+    assert response["headers"]["x-content-type-options"] == "nosniff"
+    assert "set-cookie" not in response["headers"]
+    logged = [r for r in caplog.records if r.msg == "request" and getattr(r, "path", "") == "/telephony/vonage/answer"]
+    assert logged and logged[0].status == 200
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_webhook_door_refuses_forgeries_unknown_hosts_and_plain_http_when_https_is_required(line, settings):  # noqa: F811
+    body, headers = signed({"uuid": "x", "status": "ringing"})
+    forged = asgi("POST", "/telephony/vonage/event", body=body, headers={**headers, "authorization": "Bearer nope"})
+    assert forged["status"] == 401
+    assert json.loads(forged["body"])["error"]["code"] == "unauthorized"
+    assert asgi("POST", "/telephony/vonage/event", body=body, headers=headers, host="evil.example")["status"] == 400
+    settings.SECURE_SSL_REDIRECT = True  # read when the handler is built, as at a server's start
+    door = WebhookHandler()
+    redirected = asgi("POST", "/telephony/vonage/event", body=body, headers=headers, app=door)
+    assert redirected["status"] == 301 and redirected["headers"]["location"].startswith("https://")
+    body, headers = signed({"uuid": "x", "status": "ringing"})
+    assert (
+        asgi("POST", "/telephony/vonage/event", body=body, headers=headers, scheme="https", app=door)["status"] == 200
+    )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_pages_other_than_the_webhooks_keep_the_full_middleware_chain():
+    page = asgi("GET", "/accounts/login/")
+    assert page["status"] == 200
+    assert page["headers"]["x-frame-options"] == "DENY"  # clickjacking middleware: full chain only
+    assert "csrftoken" in page["headers"].get("set-cookie", "")
