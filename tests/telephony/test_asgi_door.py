@@ -142,3 +142,37 @@ def test_pages_other_than_the_webhooks_keep_the_full_middleware_chain():
     assert page["status"] == 200
     assert page["headers"]["x-frame-options"] == "DENY"  # clickjacking middleware: full chain only
     assert "csrftoken" in page["headers"].get("set-cookie", "")
+
+
+def test_webhook_work_runs_on_long_lived_threads_and_passes_over_a_stuck_one():
+    from asgiref.sync import sync_to_async
+
+    from telephony.asgi import Lanes
+
+    lanes = Lanes(2)
+    thread_name = sync_to_async(lambda: threading.current_thread().name)
+
+    async def main():
+        release = threading.Event()
+        names = []
+
+        async def stuck_turn():
+            async with lanes.lane():
+                names.append(await thread_name())
+                await sync_to_async(release.wait)(10)
+
+        stuck = asyncio.ensure_future(stuck_turn())
+        await asyncio.sleep(0.05)
+        started = time.monotonic()
+        for _ in range(3):  # one after another while the other lane is stuck
+            async with lanes.lane():
+                names.append(await thread_name())
+        waited = time.monotonic() - started
+        release.set()
+        await stuck
+        return names, waited
+
+    names, waited = asyncio.run(main())
+    assert waited < 2
+    assert names[0] not in names[1:], "no request waited behind the stuck turn"
+    assert len(set(names[1:])) == 1 and names[1].startswith("webhook-"), "the same worker thread served them all"
