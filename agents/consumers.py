@@ -44,14 +44,19 @@ from agents.callbacks import callback_dial, callback_finish
 from agents.models import (
     HELD_STATES,
     Escalation,
-    EscalationKind,
     EscalationOffer,
     OfferOutcome,
     Presence,
     PresenceState,
 )
 from agents.realtime import agent_group
-from agents.selectors import pending_offers_for_agent, waiting_work, wallboard_figures
+from agents.selectors import (
+    _iso,
+    console_item,
+    pending_offers_for_agent,
+    waiting_work,
+    wallboard_figures,
+)
 from agents.services import (
     AlreadyTaken,
     escalation_accept,
@@ -178,52 +183,6 @@ def readable_validation_error(exc: ValidationError) -> str:
 
 
 # --- reads (sync, inside the socket's scope) -------------------------------------------------------
-def _iso(value) -> str | None:
-    return value.isoformat() if value else None
-
-
-def _seconds_since(value, now) -> int:
-    return max(0, int((now - value).total_seconds())) if value else 0
-
-
-def _item(escalation: Escalation, now, place: int | None = None) -> dict:
-    return {
-        "escalation_id": escalation.pk,
-        "tenant_id": escalation.tenant_id,
-        "tenant_name": escalation.tenant.name,
-        "queue_id": escalation.queue_id,
-        "queue_name": escalation.queue.name,
-        "state": escalation.state,
-        "priority": escalation.priority,
-        "reason_code": escalation.reason_code,
-        "reason_text": escalation.reason_text,
-        "waiting_since": _iso(escalation.created_at),
-        "wait_seconds": _seconds_since(escalation.created_at, now),
-        "place": place,
-        "kind": escalation.kind,
-        "callback": _callback_info(escalation, now) if escalation.kind == EscalationKind.CALLBACK else None,
-    }
-
-
-def _callback_info(escalation: Escalation, now) -> dict:
-    callback = escalation.callback
-    attempt = escalation.callback_attempt
-    return {
-        "callback_id": callback.pk,
-        "phone": callback.phone,
-        "name": callback.name,
-        "due_at": _iso(callback.due_at),
-        "overdue_seconds": _seconds_since(callback.due_at, now),
-        "attempt": attempt.number if attempt else callback.attempts,
-        "max_attempts": callback.max_attempts,
-        "last_outcome": callback.last_outcome,
-        "reason": callback.reason,
-        "agent_leg": attempt.agent_leg_status if attempt else "",
-        "customer_leg": attempt.customer_status if attempt else "",
-        "can_dial": bool(attempt and not attempt.customer_status and attempt.agent_leg_status in ("", "failed")),
-    }
-
-
 def console_snapshot(*, user, tenant_ids: list[int], now) -> dict:
     """Everything the console shows, re-read from the database (call inside the socket's scope)."""
     tenants = list(Tenant.objects.filter(pk__in=tenant_ids).order_by("name"))
@@ -236,14 +195,14 @@ def console_snapshot(*, user, tenant_ids: list[int], now) -> dict:
     places: dict[int, int] = {}
     for escalation in waiting_work(tenant_ids=tenant_ids, now=now):
         places[escalation.queue_id] = places.get(escalation.queue_id, 0) + 1
-        waiting.append(_item(escalation, now, place=places[escalation.queue_id]))
+        waiting.append(console_item(escalation, now, place=places[escalation.queue_id]))
     place_of = {w["escalation_id"]: w["place"] for w in waiting}
 
     offers = []
     for offer in pending_offers_for_agent(agent_id=user.pk).select_related(
         "escalation__tenant", "escalation__queue", "escalation__callback", "escalation__callback_attempt"
     ):
-        item = _item(offer.escalation, now, place=place_of.get(offer.escalation_id))
+        item = console_item(offer.escalation, now, place=place_of.get(offer.escalation_id))
         item.update(
             offer_id=offer.pk,
             offered_at=_iso(offer.offered_at),
@@ -262,7 +221,7 @@ def console_snapshot(*, user, tenant_ids: list[int], now) -> dict:
         conversation = escalation.conversation
         turns = Turn.objects.filter(conversation_id=conversation.pk).order_by("seq")
         leads = Lead.objects.filter(conversation_id=conversation.pk).order_by("created_at")
-        item = _item(escalation, now)
+        item = console_item(escalation, now)
         summary = escalation.summary or {}
         item.update(
             accepted_at=_iso(escalation.accepted_at),
@@ -408,14 +367,18 @@ class ConsoleConsumer(_JsonObjectsOnly, TenantScopedConsumer):
 
     async def tenant_event(self, message: dict) -> None:
         event = message["event"]
-        key = json.dumps(event, sort_keys=True, default=str)
+        text = message.get("text")  # encoded once by agents.realtime.publish
+        key = text or json.dumps(event, sort_keys=True, default=str)
         now = time.monotonic()
         while self._recent and now - self._recent[0][0] > self.DEDUPE_SECONDS:
             self._recent.popleft()
         if any(k == key for _, k in self._recent):
             return
         self._recent.append((now, key))
-        await self.send_json(event)
+        if text:
+            await self.send(text_data=text)
+        else:
+            await self.send_json(event)
 
     async def receive_json(self, content: dict, **kwargs: Any) -> None:
         ref = content.get("ref") if isinstance(content.get("ref"), str | int) else None

@@ -7,13 +7,15 @@ console must never see an escalation the database does not have). Only ``agents.
 ``agents.voicemails`` call it. The layer is at-most-once and only notifies; consoles re-read state from the database.
 
 Group messages have ``type: "tenant.event"`` and carry ``event`` = ``{"type": <event type>, ...}``,
-the shape ``tenants.consumers.TenantEventsConsumer.tenant_event`` forwards to browsers.
+the shape ``tenants.consumers.TenantEventsConsumer.tenant_event`` forwards to browsers, and ``text``, the
+same event already encoded as JSON (what consumers send, so a broadcast is encoded once, not per socket).
 """
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
 import logging
 import threading
 from collections.abc import Iterable
@@ -33,6 +35,26 @@ class _Event(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class ConsoleItem(_Event):
+    """The work as the agent console lists it (``agents.selectors.console_item``): a console adds it to its
+    waiting list from the event alone, instead of every console re-reading its whole state."""
+
+    escalation_id: int
+    tenant_id: int
+    tenant_name: str
+    queue_id: int
+    queue_name: str
+    state: str
+    priority: int
+    reason_code: str
+    reason_text: str
+    waiting_since: str | None
+    wait_seconds: int
+    place: int | None
+    kind: str
+    callback: dict | None
+
+
 class EscalationWaiting(_Event):
     escalation_id: int
     queue_id: int
@@ -40,6 +62,7 @@ class EscalationWaiting(_Event):
     reason_code: str
     reason_text: str
     waiting_since: dt.datetime
+    item: ConsoleItem
 
 
 class EscalationOffered(_Event):
@@ -162,7 +185,8 @@ def publish(
     if schema is None:
         raise ValueError(f"Unknown realtime event type {event_type!r}; add a schema to agents.realtime.SCHEMAS.")
     event = {"type": event_type, **schema.model_validate(payload).model_dump(mode="json")}
-    message = {"type": "tenant.event", "event": event}
+    # Encoded once here rather than by each of the (hundreds of) consoles that forward it.
+    message = {"type": "tenant.event", "event": event, "text": json.dumps(event, separators=(",", ":"))}
     groups = groups_for(tenant_id=tenant_id, queue_id=queue_id, agent_ids=agent_ids)
     transaction.on_commit(lambda: _send(groups, message))
 

@@ -6,7 +6,7 @@ import datetime as dt
 
 from django.db.models import QuerySet
 
-from agents.models import UNCLAIMED_STATES, Escalation, EscalationOffer, OfferOutcome
+from agents.models import UNCLAIMED_STATES, Escalation, EscalationKind, EscalationOffer, OfferOutcome
 
 
 def waiting_work(*, tenant_ids: list[int], now: dt.datetime) -> QuerySet[Escalation]:
@@ -171,4 +171,52 @@ def wallboard_figures(*, tenant_id: int, now: dt.datetime) -> dict:
         "agents": agents,
         "agents_by_state": by_state,
         "waiting_total": sum(r["waiting"] for r in rows),
+    }
+
+
+def _iso(value) -> str | None:
+    return value.isoformat() if value else None
+
+
+def _seconds_since(value, now) -> int:
+    return max(0, int((now - value).total_seconds())) if value else 0
+
+
+def console_item(escalation: Escalation, now, place: int | None = None) -> dict:
+    """How the agent console shows one piece of unclaimed or held work (the snapshot's lists, and the item an
+    ``escalation.waiting`` event carries so a console can add it without re-reading its state)."""
+    return {
+        "escalation_id": escalation.pk,
+        "tenant_id": escalation.tenant_id,
+        "tenant_name": escalation.tenant.name,
+        "queue_id": escalation.queue_id,
+        "queue_name": escalation.queue.name,
+        "state": escalation.state,
+        "priority": escalation.priority,
+        "reason_code": escalation.reason_code,
+        "reason_text": escalation.reason_text,
+        "waiting_since": _iso(escalation.created_at),
+        "wait_seconds": _seconds_since(escalation.created_at, now),
+        "place": place,
+        "kind": escalation.kind,
+        "callback": _callback_info(escalation, now) if escalation.kind == EscalationKind.CALLBACK else None,
+    }
+
+
+def _callback_info(escalation: Escalation, now) -> dict:
+    callback = escalation.callback
+    attempt = escalation.callback_attempt
+    return {
+        "callback_id": callback.pk,
+        "phone": callback.phone,
+        "name": callback.name,
+        "due_at": _iso(callback.due_at),
+        "overdue_seconds": _seconds_since(callback.due_at, now),
+        "attempt": attempt.number if attempt else callback.attempts,
+        "max_attempts": callback.max_attempts,
+        "last_outcome": callback.last_outcome,
+        "reason": callback.reason,
+        "agent_leg": attempt.agent_leg_status if attempt else "",
+        "customer_leg": attempt.customer_status if attempt else "",
+        "can_dial": bool(attempt and not attempt.customer_status and attempt.agent_leg_status in ("", "failed")),
     }

@@ -104,6 +104,8 @@ def _queue_for(tenant_id: int, name: str) -> Queue:
 
 
 def _waiting_payload(escalation: Escalation) -> dict:
+    from agents.selectors import console_item
+
     return {
         "escalation_id": escalation.pk,
         "queue_id": escalation.queue_id,
@@ -111,6 +113,7 @@ def _waiting_payload(escalation: Escalation) -> dict:
         "reason_code": escalation.reason_code,
         "reason_text": escalation.reason_text,
         "waiting_since": escalation.created_at,
+        "item": console_item(escalation, timezone.now()),
     }
 
 

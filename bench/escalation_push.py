@@ -22,7 +22,10 @@ What it does (loopback only, bounded, cleans up after itself in a `finally`):
    machine, same clock;
 5. the claim race: as soon as a console receives `escalation.offered`, it sends `offer.accept` for it.
    All M consoles race for every escalation; the next escalation starts once every console has had its
-   answer (or after --round-timeout).
+   answer (or after --round-timeout). Otherwise each console reads what static/js/console.js reads: a
+   snapshot on connect, a snapshot 250 ms after an event about its own work (an offer to it, its own
+   accept), one every 45-75 s, and nothing for events it applies itself (new waiting work, others' offers,
+   work taken or withdrawn, a lost claim).
 
 Reported: p50/p90/p99/max from commit to receipt for `escalation.waiting` (the escalation's own commit)
 and `escalation.offered` (the routing transaction's commit), per console and event; also "offered" from
@@ -37,6 +40,8 @@ import argparse
 import asyncio
 import json
 import os
+import random
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -59,6 +64,7 @@ from _servers import (  # noqa: E402 (bench/ is on sys.path)
 
 ROOT = Path(__file__).resolve().parent.parent
 HEARTBEAT_S = 10.0
+REFRESH_S = 60.0  # console.js's REFRESH_MS
 
 
 # ================================================================ the client fleet (no Django here)
@@ -99,6 +105,17 @@ def run_fleet(config_path: str) -> int:
         def send(self, message: dict) -> None:
             self.sendMessage(json.dumps(message).encode())
 
+        def request_snapshot(self):
+            # As static/js/console.js: re-read the state 250 ms after the last event that needs it.
+            if getattr(self, "snap_timer", None):
+                self.snap_timer.cancel()
+            self.snap_timer = loop.call_later(0.25, lambda: self.send({"type": "snapshot"}))
+
+        def refresh(self):
+            # As console.js: a snapshot every 45-75 s whatever happened (the layer is at-most-once).
+            self.send({"type": "snapshot"})
+            self.refresher = loop.call_later(REFRESH_S * random.uniform(0.75, 1.25), self.refresh)
+
         def onMessage(self, payload, is_binary):  # noqa: N802
             t = time.time()
             message = json.loads(payload)
@@ -107,6 +124,10 @@ def run_fleet(config_path: str) -> int:
             if kind in ("escalation.waiting", "escalation.offered"):
                 esc = message["escalation_id"]
                 receipts.append([idx, kind, esc, message.get("agent_id"), t])
+                # console.js adds waiting work from the event's item and marks others' offers in place; only
+                # an offer to this agent makes it re-read its state (the offer's countdown and details).
+                if kind == "escalation.offered" and message.get("agent_id") == self.me["user_id"]:
+                    self.request_snapshot()
                 if kind == "escalation.offered" and esc not in self.raced:
                     self.raced.add(esc)
                     self.send({"type": "offer.accept", "escalation_id": esc, "ref": esc})
@@ -116,28 +137,39 @@ def run_fleet(config_path: str) -> int:
                     ready["n"] += 1
                     if ready["n"] == total:
                         all_ready.set()
+                    self.refresher = loop.call_later(REFRESH_S * random.uniform(0.5, 1.5), self.refresh)
                 if self.settling is not None:
-                    # The snapshot the server sends after answering the accept: this console is settled.
+                    # The snapshot the server sends after a won claim: this console is settled.
                     esc, self.settling = self.settling, None
-                    done_for[esc].add(idx)
-                    if len(done_for[esc]) == total:
-                        say(f"ROUND {esc}")
+                    self.settled(esc)
             elif (
                 kind in ("ok", "error") and message.get("action", "offer.accept") == "offer.accept" and "ref" in message
             ):
                 esc = int(message["ref"])
                 answers.append([idx, esc, "ok" if kind == "ok" else message.get("code"), t])
-                self.settling = esc
-                if kind == "error":
-                    # As static/js/console.js does after "already_taken": re-read the state (the server no
-                    # longer pushes a snapshot to every loser of a claim).
-                    self.send({"type": "snapshot"})
+                if kind == "ok":
+                    self.settling = esc  # the server sends the winner a snapshot next
+                else:
+                    # "already_taken": console.js takes the work off its lists; nothing to re-read.
+                    self.settled(esc)
             else:
                 other[str(kind)] += 1
+                if (
+                    kind in ("escalation.accepted", "escalation.wrapped")
+                    and message.get("agent_id") == self.me["user_id"]
+                ):
+                    self.request_snapshot()  # this agent's own work changed (console.js does the same)
+
+        def settled(self, esc: int) -> None:
+            idx = self.me["idx"]
+            done_for[esc].add(idx)
+            if len(done_for[esc]) == total:
+                say(f"ROUND {esc}")
 
         def onClose(self, was_clean, code, reason):  # noqa: N802
-            if getattr(self, "hb", None):
-                self.hb.cancel()
+            for timer in ("hb", "refresher", "snap_timer"):
+                if getattr(self, timer, None):
+                    getattr(self, timer).cancel()
             me = self.factory.me
             closed.append([me["idx"], code, reason])
             if not getattr(self, "snapshots", 0) and me.setdefault("retries", 0) < 3:
@@ -315,6 +347,13 @@ def main() -> int:
     parser.add_argument("--servers", type=int, default=2, help="daphne processes (default 2)")
     parser.add_argument("--fleets", type=int, default=2, help="client processes holding the consoles (default 2)")
     parser.add_argument(
+        "--warmup",
+        type=int,
+        default=1,
+        help="first rounds left out of the latency figures, reported apart (default 1: the first event after"
+        " the servers and the publisher start pays for their connections)",
+    )
+    parser.add_argument(
         "--gap",
         type=float,
         default=0.5,
@@ -376,6 +415,11 @@ def main() -> int:
         result["connect_seconds"] = round(time.monotonic() - t_connect, 1)
         print(f"{args.agents} consoles connected in {result['connect_seconds']} s", flush=True)
 
+        from contactcenter import heap
+
+        # This process publishes the events, as a Celery worker does in production, which freezes its warm heap
+        # (GC_FREEZE in production settings) so full collections do not pause its sends.
+        heap.freeze("benchmark publisher ready")
         sent, created, rounds_timed_out, result["publisher_send_ms"] = drive(tenant_id, args, fleets)
         data = [fleet.finish() for fleet in fleets]
         fleets = []
@@ -446,7 +490,7 @@ def drive(tenant_id: int, args, fleets: list[Fleet]):
         "reason": {"code": "caller_requested_human", "explanation": "The caller asked for a person."},
         "summary": {"reason_code": "caller_requested_human", "reason_text": "Caller asked for a person."},
     }
-    for n in range(args.escalations):
+    for n in range(args.warmup + args.escalations):
         with tenant_scope([tenant_id]):
             conversation = Conversation.objects.create(
                 tenant_id=tenant_id, channel="chat", caller_number=f"+1555000{n:04d}", started_at=timezone.now()
@@ -459,8 +503,8 @@ def drive(tenant_id: int, args, fleets: list[Fleet]):
                 timed_out.append(escalation.pk)
                 break
         time.sleep(args.gap)
-        if (n + 1) % 10 == 0:
-            print(f"  {n + 1}/{args.escalations} escalations", flush=True)
+        if n >= args.warmup and (n + 1 - args.warmup) % 10 == 0:
+            print(f"  {n + 1 - args.warmup}/{args.escalations} escalations", flush=True)
     realtime._send = real_send
     return sent, created, timed_out, {kind: percentiles(v) for kind, v in send_ms.items()}
 
@@ -469,15 +513,21 @@ def analyse(args, agents, data, sent, created, timed_out) -> dict:
     receipts = [r for d in data for r in d["receipts"]]
     answers = [a for d in data for a in d["answers"]]
     escalations = sorted(created)
+    warmup = set(escalations[: args.warmup])
     consoles = [a["idx"] for a in agents]
     latency: dict[str, list[float]] = {"escalation.waiting": [], "escalation.offered": []}
+    warmup_latency: dict[str, list[float]] = {"escalation.waiting": [], "escalation.offered": []}
+    per_escalation: dict[tuple[str, int], list[float]] = defaultdict(list)
     offered_from_create: list[float] = []
     count: Counter = Counter()
     for idx, kind, esc, _agent, t in receipts:
         count[(idx, kind, esc)] += 1
-        if count[(idx, kind, esc)] == 1 and (kind, esc) in sent:
+        if count[(idx, kind, esc)] == 1 and (kind, esc) in sent and esc in warmup:
+            warmup_latency[kind].append((t - sent[(kind, esc)]) * 1000)
+        elif count[(idx, kind, esc)] == 1 and (kind, esc) in sent:
             latency[kind].append((t - sent[(kind, esc)]) * 1000)
-            if kind == "escalation.offered":
+            per_escalation[(kind, esc)].append((t - sent[(kind, esc)]) * 1000)
+            if kind == "escalation.offered" and esc not in warmup:
                 offered_from_create.append((t - created[esc]) * 1000)
     first_t: dict[tuple, float] = {}
     dup_gaps: list[float] = []
@@ -515,13 +565,27 @@ def analyse(args, agents, data, sent, created, timed_out) -> dict:
     unanswered = sum(1 for esc in escalations for idx in consoles if answered[(idx, esc)] == 0)
     no_lost = not any(lost.values()) and not any(duplicated.values())
     return {
-        "escalations": len(escalations),
+        "escalations": len(escalations) - len(warmup),
+        "warmup_rounds": len(warmup),
         "consoles": len(consoles),
         "latency_ms": {
             "waiting (commit -> console)": percentiles(latency["escalation.waiting"]),
             "offered (routing commit -> console)": percentiles(latency["escalation.offered"]),
             "offered (escalation commit -> console, routing included)": percentiles(offered_from_create),
         },
+        "slowest_rounds": {
+            kind: [
+                {
+                    "round": escalations.index(esc) + 1 - args.warmup,
+                    "p50": round(statistics.median(v), 1),
+                    "max": round(max(v), 1),
+                }
+                for (k, esc), v in sorted(per_escalation.items(), key=lambda kv: -max(kv[1]))
+                if k == kind and esc not in warmup
+            ][:4]
+            for kind in latency
+        },
+        "warmup_latency_ms": {kind: percentiles(v) for kind, v in warmup_latency.items()},
         "lost": lost,
         "duplicated": duplicated,
         "duplicates_detail": {
@@ -575,6 +639,12 @@ def report(r: dict) -> None:
             print(f"{name:58} {p['n']:>6} {p['p50']:>7} {p['p90']:>7} {p['p99']:>7} {p['max']:>7}")
     for name, p in r["publisher_send_ms"].items():
         print(f"  of which the publisher's group_send calls for {name}: p50 {p['p50']} / p99 {p['p99']} ms")
+    for name, p in r["warmup_latency_ms"].items():
+        if p.get("n"):
+            print(f"  warm-up round(s) left out, {name}: p50 {p['p50']} / max {p['max']} ms")
+    for name, rounds in r["slowest_rounds"].items():
+        print(f"  slowest rounds for {name} (round: p50 / max ms): " + ", ".join(
+            f"#{x['round']}: {x['p50']} / {x['max']}" for x in rounds))  # fmt: skip
     print()
     print(f"lost events (console never got it): {r['lost']}")
     print(f"duplicated events (console got it twice or more): {r['duplicated']}")

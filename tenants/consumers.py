@@ -79,4 +79,7 @@ class TenantEventsConsumer(TenantScopedConsumer):
             await self.send_json({"type": "error", "message": 'Unknown message type; send {"type": "ping"}.'})
 
     async def tenant_event(self, message: dict) -> None:
-        await self.send_json(message["event"])
+        if text := message.get("text"):  # encoded once by agents.realtime.publish
+            await self.send(text_data=text)
+        else:
+            await self.send_json(message["event"])

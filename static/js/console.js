@@ -1,4 +1,7 @@
-// Agent console: one websocket (/ws/console/), state re-read from the server as snapshots.
+// Agent console: one websocket (/ws/console/). The state is a snapshot read from the server on connect;
+// realtime events that say everything needed (new waiting work, work taken or withdrawn, offers to others)
+// are applied to it here, and only events about this agent's own work make it re-read the snapshot. (Every
+// console re-reading on every event made one escalation cost the server a snapshot per connected agent.)
 // Plain JS, no framework. Every value from the server goes into the DOM via textContent.
 (function () {
   "use strict";
@@ -8,6 +11,8 @@
 
   var HEARTBEAT_MS = 10000;
   var EVENT_DEBOUNCE_MS = 250;
+  // The realtime layer is at-most-once: re-read the truth now and then anyway (jittered across consoles).
+  var REFRESH_MS = window.__consoleRefreshMs || 60000; // (a browser test sets it to keep its count exact)
   var MAX_BACKOFF_MS = 30000;
 
   var socket = null;
@@ -92,6 +97,8 @@
     return false;
   }
 
+  function accept(id) { send({ type: "offer.accept", escalation_id: id, ref: "accept:" + id }); }
+
   function requestSnapshot() {
     window.clearTimeout(snapshotTimer);
     snapshotTimer = window.setTimeout(function () { send({ type: "snapshot" }); }, EVENT_DEBOUNCE_MS);
@@ -161,7 +168,7 @@
         businessBlock(offer),
         facts(offer, [["Expires in", el("span", { className: "countdown", "data-expires-base": offer.expires_in_seconds, text: duration(offer.expires_in_seconds) })]]),
         el("div", { className: "actions" }, [
-          el("button", { type: "button", text: "Accept", onclick: function () { send({ type: "offer.accept", escalation_id: id }); } }),
+          el("button", { type: "button", text: "Accept", onclick: function () { accept(id); } }),
           el("button", { type: "button", className: "secondary", text: "Decline", onclick: function () { send({ type: "offer.decline", escalation_id: id }); } })
         ])
       ]));
@@ -184,7 +191,7 @@
         businessBlock(item),
         facts(item),
         el("div", { className: "actions" }, [
-          el("button", { type: "button", className: "secondary small", text: "Take this call", onclick: function () { send({ type: "offer.accept", escalation_id: id }); } })
+          el("button", { type: "button", className: "secondary small", text: "Take this call", onclick: function () { accept(id); } })
         ])
       ]));
     });
@@ -434,6 +441,70 @@
     });
   }
 
+  // --- applying events to the snapshot ---------------------------------------------------------------
+  function seconds(fromIso, toIso) { return (Date.parse(toIso) - Date.parse(fromIso)) / 1000; }
+
+  // Places in line, per queue, in the order work is served: higher priority, then longest waiting.
+  function reorder() {
+    state.waiting.sort(function (a, b) {
+      return (b.priority - a.priority) || (Date.parse(a.waiting_since) - Date.parse(b.waiting_since)) || (a.escalation_id - b.escalation_id);
+    });
+    var counts = {}, placeOf = {};
+    state.waiting.forEach(function (item) {
+      counts[item.queue_id] = (counts[item.queue_id] || 0) + 1;
+      item.place = placeOf[item.escalation_id] = counts[item.queue_id];
+    });
+    (state.offers || []).forEach(function (offer) { offer.place = placeOf[offer.escalation_id] || null; });
+  }
+
+  function dropWork(id) {
+    state.waiting = (state.waiting || []).filter(function (item) { return item.escalation_id !== id; });
+    state.offers = (state.offers || []).filter(function (item) { return item.escalation_id !== id; });
+    reorder();
+  }
+
+  function isMine(id) {
+    return (state.active || []).some(function (item) { return item.escalation_id === id; });
+  }
+
+  // True when the event was applied here; false when only a fresh snapshot can show it.
+  function applyEvent(message) {
+    if (!state || !state.me) return false;
+    var me = state.me.user_id, id = message.escalation_id;
+    switch (message.type) {
+      case "escalation.waiting": {
+        var item = message.item;
+        if (!item || !tenantOf(item.tenant_id).id) return false; // a business this snapshot does not know yet
+        dropWork(id);
+        item = JSON.parse(JSON.stringify(item));
+        // Waiting times tick from the snapshot's clock (see tick()): base them on the snapshot's "now".
+        item.wait_seconds = seconds(item.waiting_since, state.now);
+        state.waiting.push(item);
+        reorder();
+        return true;
+      }
+      case "escalation.offered":
+        if (message.agent_id === me) return false; // my offer: its countdown and details come with the snapshot
+        (state.waiting || []).forEach(function (w) { if (w.escalation_id === id) w.state = "offered"; });
+        return true;
+      case "escalation.accepted":
+      case "escalation.wrapped":
+        if (message.agent_id === me || isMine(id)) return false;
+        dropWork(id);
+        return true;
+      case "escalation.withdrawn":
+        if (isMine(id)) return false;
+        dropWork(id);
+        return true;
+      case "presence.changed":
+        // Others' presence is not shown here; this agent's own (set here, by a missed offer, by a lost
+        // connection) is what the switch shows.
+        if (message.user_id === me) state.presence = { state: message.state, reason: message.reason, since: message.since };
+        return true;
+    }
+    return false;
+  }
+
   // --- receiving --------------------------------------------------------------------------------
   function onMessage(message) {
     switch (message.type) {
@@ -457,12 +528,16 @@
         break;
       case "error":
         if (message.ref === "presence") { pendingPresence = null; requestSnapshot(); }
-        if (message.code === "already_taken") requestSnapshot();
+        if (message.code === "already_taken") {
+          // Someone else took it: take it off the lists here (the winner's events say the same).
+          var taken = /^accept:(\d+)$/.exec(String(message.ref || ""));
+          if (taken && state) { dropWork(parseInt(taken[1], 10)); render(); } else requestSnapshot();
+        }
         showError(message.message || "Something went wrong.");
         announce(message.message || "Error");
         break;
       default:
-        // Realtime notifications (escalation.*, presence.changed): re-read the truth.
+        // Realtime notifications: applied here when they say everything needed, else re-read the truth.
         if (message.type === "escalation.offered" && state && message.agent_id === state.me.user_id) {
           announce("New call offered.");
         }
@@ -474,7 +549,8 @@
           announce((message.leg === "agent" ? "Your phone: " : "Customer: ") + (LEG_TEXT[message.status] || message.status) + ".");
         }
         if (message.type === "voicemail.new") announce("New voicemail" + (message.caller_number ? " from " + message.caller_number : "") + ".");
-        requestSnapshot();
+        if (applyEvent(message)) render();
+        else requestSnapshot();
     }
   }
 
@@ -521,5 +597,9 @@
   });
 
   tickTimer = window.setInterval(tick, 1000);
+  window.setTimeout(function refresh() {
+    if (socket && socket.readyState === WebSocket.OPEN) socket.send(JSON.stringify({ type: "snapshot" }));
+    window.setTimeout(refresh, REFRESH_MS * (0.75 + Math.random() / 2));
+  }, REFRESH_MS * (0.5 + Math.random()));
   connect();
 })();

@@ -40,6 +40,27 @@ def test_publish_sends_only_after_commit(tenant_a, sent, django_capture_on_commi
     assert message["event"]["escalation_id"] == escalation.pk
 
 
+def test_new_waiting_work_carries_the_consoles_item_encoded_once(
+    tenant_a, alice, sent, django_capture_on_commit_callbacks
+):
+    """A console adds new work from the event alone, exactly as its snapshot would list it."""
+    import json
+
+    from agents.consumers import console_snapshot
+
+    with tenant_scope([tenant_a.id]):
+        with django_capture_on_commit_callbacks(execute=True):
+            escalation = make_escalation(tenant_a, now=TUESDAY_NOON)
+        snapshot = console_snapshot(user=alice, tenant_ids=[tenant_a.id], now=TUESDAY_NOON)
+    _, message = next((g, m) for g, m in sent if m["event"]["type"] == "escalation.waiting")
+    item = message["event"]["item"]
+    listed = next(w for w in snapshot["waiting"] if w["escalation_id"] == escalation.pk)
+    for field in ("tenant_id", "tenant_name", "queue_id", "queue_name", "state", "priority", "reason_text", "kind"):
+        assert item[field] == listed[field], field
+    assert item["waiting_since"] == listed["waiting_since"]
+    assert json.loads(message["text"]) == message["event"]  # consoles forward this text as it is
+
+
 def test_offer_and_accept_reach_the_agent_group(tenant_a, bob, sent, django_capture_on_commit_callbacks):
     with tenant_scope([tenant_a.id]):
         make_ready(bob, now=TUESDAY_NOON)

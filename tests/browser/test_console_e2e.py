@@ -101,3 +101,56 @@ ESCALATION_ROW = (
     "    e = Escalation.objects.select_related('agent').get(pk={pk})\n"
     "    print('|'.join([e.state, e.disposition, e.notes, e.agent.email]))"
 )
+
+
+def test_the_console_applies_new_and_finished_work_without_re_reading_its_state(switchboard_server, browser_page):
+    """Waiting work appears and leaves the list from the events alone: the page sends no snapshot request
+    (each console re-reading on every event made one escalation cost a snapshot per connected agent)."""
+    from playwright.sync_api import expect
+
+    page = browser_page
+    base = switchboard_server.base_url
+    page.add_init_script("window.__consoleRefreshMs = 3600000")  # no periodic re-read during the test
+    frames: list[str] = []
+    page.on("websocket", lambda ws: ws.on("framesent", lambda payload: frames.append(str(payload))))
+
+    page.goto(base + "/accounts/login/?next=/console/")
+    page.fill("input[name=login]", AGENT_EMAIL)
+    page.fill("input[name=password]", AGENT_PASSWORD)
+    page.click("form button[type=submit]")
+    page.wait_for_url(re.compile(r"/console/$"))
+    expect(page.locator("#conn-status")).to_have_text("Connected")
+    # Away: nobody is offered the calls, so they stay in the waiting list.
+    page.locator("#presence-form input[value=away]").check()
+    deadline = time.monotonic() + 10
+    while switchboard_server.shell(PRESENCE_STATE.format(email=AGENT_EMAIL)) != "away":
+        assert time.monotonic() < deadline, "the console did not set the agent away"
+        time.sleep(0.3)
+    page.wait_for_timeout(1000)  # (lets Playwright deliver the frames sent so far)
+    before = len(frames)
+
+    first, second = CallSimulator(base, SIGNATURE_SECRET), CallSimulator(base, SIGNATURE_SECRET)
+    first.answer(DENTAL_NUMBER, "+15555550161")
+    assert first.say(REQUEST).state == "on_hold"
+    waiting = page.locator("#waiting li.work")
+    expect(waiting).to_have_count(1, timeout=20_000)
+    expect(waiting.first.locator(".business-name")).to_have_text(TENANT_NAME)
+    expect(waiting.first).to_contain_text("Caller asked for a person")
+    expect(waiting.first).to_contain_text("#1")
+
+    second.answer(DENTAL_NUMBER, "+15555550162")
+    assert second.say(REQUEST).state == "on_hold"
+    expect(waiting).to_have_count(2, timeout=20_000)
+    expect(waiting.nth(1)).to_contain_text("#2")
+    later = waiting.nth(1).get_attribute("data-escalation-id")
+
+    first.hang_up()  # the first caller gives up: their escalation is abandoned
+    expect(waiting).to_have_count(1, timeout=20_000)
+    expect(waiting.first).to_have_attribute("data-escalation-id", later)
+    expect(waiting.first).to_contain_text("#1")  # moved up the line
+    page.screenshot(path=str(ARTIFACTS / "console-e2e-waiting.png"), full_page=True)
+
+    asked = [f for f in frames[before:] if '"snapshot"' in f]
+    assert not asked, f"the page re-read its state for events it can apply: {asked}"
+    second.hang_up()
+    expect(waiting).to_have_count(0, timeout=20_000)
