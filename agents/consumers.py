@@ -63,10 +63,12 @@ from agents.services import (
     escalation_decline,
     escalation_transfer,
     escalation_wrap,
+    forget_taken,
     offers_withdraw_for_agents,
     presence_heartbeat,
     presence_set,
     taken_in,
+    taken_known,
 )
 from agents.voicemails import (
     VoicemailAlreadyHandled,
@@ -367,6 +369,8 @@ class ConsoleConsumer(_JsonObjectsOnly, TenantScopedConsumer):
 
     async def tenant_event(self, message: dict) -> None:
         event = message["event"]
+        if event.get("type") == "escalation.waiting":
+            forget_taken(event["escalation_id"])  # waiting again: this process's memory of its claim is stale
         text = message.get("text")  # encoded once by agents.realtime.publish
         key = text or json.dumps(event, sort_keys=True, default=str)
         now = time.monotonic()
@@ -445,12 +449,15 @@ class ConsoleConsumer(_JsonObjectsOnly, TenantScopedConsumer):
         return {"type": "ok", "action": "presence.set", "state": presence.state}
 
     async def do_offer_accept(self, msg: EscalationMsg) -> dict:
-        if taken_in(msg.escalation_id) in self.access:
-            raise AlreadyTaken(msg.escalation_id)  # known lost, in a business this agent answers for: no query
+        esc_id = msg.escalation_id
+        if taken_known(esc_id) in self.access:
+            raise AlreadyTaken(esc_id)  # known lost, in a business this agent answers for: no I/O
 
         def run():
-            _visible_escalation(msg.escalation_id)
-            escalation = escalation_accept(escalation_id=msg.escalation_id, agent=self.user, now=timezone.now())
+            if taken_in(esc_id) in self.access:  # the shared marker (or this process's memory of it): no query
+                raise AlreadyTaken(esc_id)
+            _visible_escalation(esc_id)
+            escalation = escalation_accept(escalation_id=esc_id, agent=self.user, now=timezone.now())
             chat_agent_joined(escalation=escalation, agent=self.user)
             return escalation
 

@@ -11,6 +11,7 @@ unclaimed row wins; everyone else gets ``AlreadyTaken``.
 from __future__ import annotations
 
 import datetime as dt
+import time
 from collections import Counter
 from collections.abc import Iterable
 
@@ -73,20 +74,59 @@ _TAKEN_KEY = "escalation:taken:{id}"
 _TAKEN_TTL = 600
 
 
+# This process's memory of the markers it has read or set, for a few seconds: the hundreds of losing accepts
+# of one broadcast that reach the same process are answered from memory (no I/O, so safe on an event loop).
+_TAKEN_MEMO_SECONDS = 5.0
+_taken_memo: dict[int, tuple[float, int]] = {}  # escalation id -> (monotonic expiry, tenant id)
+
+
+def _remember_taken(escalation_id: int, tenant_id: int) -> None:
+    now = time.monotonic()
+    if len(_taken_memo) > 1000:
+        for key in [k for k, (until, _) in _taken_memo.items() if until <= now]:
+            _taken_memo.pop(key, None)
+    _taken_memo[escalation_id] = (now + _TAKEN_MEMO_SECONDS, tenant_id)
+
+
+def forget_taken(escalation_id: int | None = None) -> None:
+    """The escalation is waiting again (moved to another queue, its agent went offline); None: all of them."""
+    if escalation_id is None:
+        _taken_memo.clear()
+    else:
+        _taken_memo.pop(escalation_id, None)
+
+
 def _mark_taken(escalation: Escalation) -> None:
-    key, tenant_id = _TAKEN_KEY.format(id=escalation.pk), escalation.tenant_id
-    transaction.on_commit(lambda: cache.set(key, tenant_id, timeout=_TAKEN_TTL))
+    key, pk, tenant_id = _TAKEN_KEY.format(id=escalation.pk), escalation.pk, escalation.tenant_id
+
+    def mark() -> None:
+        cache.set(key, tenant_id, timeout=_TAKEN_TTL)
+        _remember_taken(pk, tenant_id)
+
+    transaction.on_commit(mark)
 
 
 def _unmark_taken(escalation: Escalation) -> None:
-    key = _TAKEN_KEY.format(id=escalation.pk)
+    key, pk = _TAKEN_KEY.format(id=escalation.pk), escalation.pk
+    forget_taken(pk)
     cache.delete(key)  # now, and again after commit (an accept racing the move may have set it meanwhile)
-    transaction.on_commit(lambda: cache.delete(key))
+    transaction.on_commit(lambda: (cache.delete(key), forget_taken(pk)))
+
+
+def taken_known(escalation_id: int) -> int | None:
+    """``taken_in`` from this process's memory alone (no I/O); None when it does not know."""
+    hit = _taken_memo.get(escalation_id)
+    return hit[1] if hit is not None and hit[0] > time.monotonic() else None
 
 
 def taken_in(escalation_id: int) -> int | None:
     """The tenant of an escalation known to be taken (or ended), without the database; None when unknown."""
-    return cache.get(_TAKEN_KEY.format(id=escalation_id))
+    if (tenant_id := taken_known(escalation_id)) is not None:
+        return tenant_id
+    tenant_id = cache.get(_TAKEN_KEY.format(id=escalation_id))
+    if tenant_id is not None:
+        _remember_taken(escalation_id, tenant_id)
+    return tenant_id
 
 
 # --- escalations -------------------------------------------------------------------------------

@@ -63,10 +63,12 @@ def _fresh_process_caches():
     """Ids repeat across tests (rolled back), so per-process caches keyed by id must not leak."""
     from django.core.cache import cache
 
+    from agents.services import forget_taken
     from flows.runtime import clear_cache
 
     clear_cache()
     cache.clear()
+    forget_taken()
     yield
 
 

@@ -332,8 +332,12 @@ async def test_losers_of_a_claim_are_answered_without_the_database_and_strangers
     def database_path(**kwargs):
         raise AssertionError("a known loser must not reach the database")
 
+    def blocking_cache_read(*args, **kwargs):
+        raise AssertionError("the claim this process just saw won is remembered: no Redis read on the event loop")
+
     monkeypatch.setattr("agents.consumers.escalation_accept", database_path)
     monkeypatch.setattr("agents.consumers._visible_escalation", database_path)
+    monkeypatch.setattr("agents.services.cache.get", blocking_cache_read)
     await sam_socket.send_json_to({"type": "offer.accept", "escalation_id": escalation.pk})
     error = await receive_until(sam_socket, of_type("error"))
     assert error["code"] == "already_taken"
