@@ -53,6 +53,8 @@ from pathlib import Path
 from _servers import (  # noqa: E402 (bench/ is on sys.path)
     admin_connect,
     clear_redis,
+    cpu_seconds,
+    cpu_used,
     free_port,
     machine,
     percentiles,
@@ -185,6 +187,9 @@ def run_fleet(config_path: str) -> int:
                 origin=f"http://127.0.0.1:{port}",
                 headers={"Cookie": f"sessionid={console['session']}"},
             )
+            # The load generator's own cost: autobahn validates UTF-8 in pure Python byte by byte (browsers do it
+            # natively); the JSON parse below would fail on bad text anyway.
+            factory.setProtocolOptions(utf8validateIncoming=False)
             factory.protocol = Console
             factory.me = console
             await loop.create_connection(factory, "127.0.0.1", port)
@@ -420,7 +425,15 @@ def main() -> int:
         # This process publishes the events, as a Celery worker does in production, which freezes its warm heap
         # (GC_FREEZE in production settings) so full collections do not pause its sends.
         heap.freeze("benchmark publisher ready")
+        groups = {"servers": [p.pid for p in procs], "consoles": [f.proc.pid for f in fleets]}
+        cpu_before, rounds_started = cpu_seconds(groups), time.monotonic()
         sent, created, rounds_timed_out, result["publisher_send_ms"] = drive(tenant_id, args, fleets)
+        used = cpu_used(cpu_before, cpu_seconds(groups))
+        rounds = args.warmup + args.escalations
+        result["cpu_ms_per_round"] = {k: round(1000 * v / rounds, 1) for k, v in used.items()}
+        result["cpu_busy_share"] = round(
+            sum(used.values()) / ((time.monotonic() - rounds_started) * (os.cpu_count() or 1)), 2
+        )
         data = [fleet.finish() for fleet in fleets]
         fleets = []
         result.update(analyse(args, agents, data, sent, created, rounds_timed_out))
@@ -669,6 +682,9 @@ def report(r: dict) -> None:
     print(f"other messages received: {r['other_messages']}")
     print(f"sockets closed: {r['closed_sockets']} (handshakes retried: {r['connect_retries']})")
     print(f"tracebacks in the server logs: {r['server_log_errors']}")
+    if r.get("cpu_ms_per_round"):
+        print(f"CPU ms per round (one escalation: push, race, answers), by process: {r['cpu_ms_per_round']};"
+              f" the cores were {100 * r['cpu_busy_share']:.0f}% busy over the rounds (gaps included)")  # fmt: skip
     print(f"verdict: {r['verdict']}")
 
 

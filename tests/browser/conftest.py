@@ -251,3 +251,35 @@ def browser_page():
             yield page
         finally:
             browser.close()
+
+
+PRESENCE_STATE = (
+    "from agents.models import Presence; "
+    "p = Presence.objects.filter(user__email='{email}').first(); print(p.state if p else 'none')"
+)
+
+
+def open_console(page, base_url: str) -> None:
+    """Sign in as the agency agent and wait for the console's socket."""
+    import re
+
+    from playwright.sync_api import expect
+
+    page.goto(base_url + "/accounts/login/?next=/console/")
+    page.fill("input[name=login]", AGENT_EMAIL)
+    page.fill("input[name=password]", AGENT_PASSWORD)
+    page.click("form button[type=submit]")
+    page.wait_for_url(re.compile(r"/console/$"))
+    expect(page.locator("#conn-status")).to_have_text("Connected")
+
+
+def choose_presence(page, server, state: str) -> None:
+    """Pick a presence with the console's switch and wait until the server has it."""
+    from playwright.sync_api import expect
+
+    page.locator(f"#presence-form input[value={state}]").check()
+    expect(page.locator(f"#presence-form input[value={state}]")).to_be_checked()
+    deadline = time.monotonic() + 10
+    while server.shell(PRESENCE_STATE.format(email=AGENT_EMAIL)) != state:
+        assert time.monotonic() < deadline, f"the console did not set the agent {state}"
+        time.sleep(0.3)

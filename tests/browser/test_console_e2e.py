@@ -8,7 +8,6 @@ AI summary, wraps up, and the database says wrapped. Screenshots: artifacts/cons
 
 from __future__ import annotations
 
-import re
 import time
 
 import pytest
@@ -16,11 +15,12 @@ import pytest
 from telephony.simulator import CallSimulator
 from tests.browser.conftest import (
     AGENT_EMAIL,
-    AGENT_PASSWORD,
     ARTIFACTS,
     DENTAL_NUMBER,
     SIGNATURE_SECRET,
     TENANT_NAME,
+    choose_presence,
+    open_console,
 )
 
 pytestmark = pytest.mark.browser
@@ -35,21 +35,9 @@ def test_agency_agent_accepts_an_escalation_in_the_console(switchboard_server, b
     page = browser_page
     base = switchboard_server.base_url
 
-    # Log in and open the console.
-    page.goto(base + "/accounts/login/?next=/console/")
-    page.fill("input[name=login]", AGENT_EMAIL)
-    page.fill("input[name=password]", AGENT_PASSWORD)
-    page.click("form button[type=submit]")
-    page.wait_for_url(re.compile(r"/console/$"))
-    expect(page.locator("#conn-status")).to_have_text("Connected")
-
+    open_console(page, base)
     # Available through the UI; wait until the server has it (the snapshot re-renders the radios).
-    page.locator("#presence-form input[value=available]").check()
-    expect(page.locator("#presence-form input[value=available]")).to_be_checked()
-    deadline = time.monotonic() + 10
-    while switchboard_server.shell(PRESENCE_STATE.format(email=AGENT_EMAIL)) != "available":
-        assert time.monotonic() < deadline, "the console did not set the agent available"
-        time.sleep(0.3)
+    choose_presence(page, switchboard_server, "available")
 
     # The call: the dental line answers, the caller asks for a person.
     call = CallSimulator(base, SIGNATURE_SECRET)
@@ -91,10 +79,6 @@ def test_agency_agent_accepts_an_escalation_in_the_console(switchboard_server, b
     assert time.monotonic() - started < 90
 
 
-PRESENCE_STATE = (
-    "from agents.models import Presence; "
-    "p = Presence.objects.filter(user__email='{email}').first(); print(p.state if p else 'none')"
-)
 ESCALATION_ROW = (
     "from agents.models import Escalation; from tenants.scoping import unscoped\n"
     "with unscoped('browser test assertion'):\n"
@@ -114,18 +98,8 @@ def test_the_console_applies_new_and_finished_work_without_re_reading_its_state(
     frames: list[str] = []
     page.on("websocket", lambda ws: ws.on("framesent", lambda payload: frames.append(str(payload))))
 
-    page.goto(base + "/accounts/login/?next=/console/")
-    page.fill("input[name=login]", AGENT_EMAIL)
-    page.fill("input[name=password]", AGENT_PASSWORD)
-    page.click("form button[type=submit]")
-    page.wait_for_url(re.compile(r"/console/$"))
-    expect(page.locator("#conn-status")).to_have_text("Connected")
-    # Away: nobody is offered the calls, so they stay in the waiting list.
-    page.locator("#presence-form input[value=away]").check()
-    deadline = time.monotonic() + 10
-    while switchboard_server.shell(PRESENCE_STATE.format(email=AGENT_EMAIL)) != "away":
-        assert time.monotonic() < deadline, "the console did not set the agent away"
-        time.sleep(0.3)
+    open_console(page, base)
+    choose_presence(page, switchboard_server, "away")  # nobody is offered the calls: they stay waiting
     page.wait_for_timeout(1000)  # (lets Playwright deliver the frames sent so far)
     before = len(frames)
 

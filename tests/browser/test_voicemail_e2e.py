@@ -11,7 +11,6 @@ Screenshots: artifacts/voicemail-e2e*.png.
 from __future__ import annotations
 
 import json
-import re
 import time
 import urllib.request
 
@@ -21,11 +20,11 @@ from telephony.signing import sign_request
 from telephony.simulator import CallSimulator
 from tests.browser.conftest import (
     AGENT_EMAIL,
-    AGENT_PASSWORD,
     ARTIFACTS,
     DENTAL_NUMBER,
     SIGNATURE_SECRET,
     TENANT_NAME,
+    open_console,
 )
 
 pytestmark = pytest.mark.browser
@@ -63,12 +62,7 @@ def test_a_voicemail_reaches_the_console_plays_and_is_handled(switchboard_server
 
     page = browser_page
     base = switchboard_server.base_url
-    page.goto(base + "/accounts/login/?next=/console/")
-    page.fill("input[name=login]", AGENT_EMAIL)
-    page.fill("input[name=password]", AGENT_PASSWORD)
-    page.click("form button[type=submit]")
-    page.wait_for_url(re.compile(r"/console/$"))
-    expect(page.locator("#conn-status")).to_have_text("Connected")
+    open_console(page, base)
     expect(page.locator("#voicemails-empty")).to_be_visible()
 
     # A caller reaches the dental line and leaves a 12-second message (the number transcribes: tr=1).

@@ -29,10 +29,14 @@ def test_requests_reuse_the_process_redis_connections_instead_of_opening_their_o
         for n in range(20):  # each in a fresh context, as Django's ASGI handler runs them
             await asyncio.get_running_loop().create_task(sync_to_async(one_request, thread_sensitive=False)(n))
 
+    # The process's pool for this server (other tests may have used it already), reached without touching
+    # caches["default"] here: the requests' contexts would inherit this context's cache object.
+    pool = RedisCache(settings.REDIS_URL, {})._cache._get_connection_pool(write=True)
+    opened_before = pool._created_connections
     asyncio.run(twenty_requests())
     assert len(set(seen)) > 1, "each request context has its own cache object (Django's behaviour)"
-    pool = caches["default"]._cache._get_connection_pool(write=True)
-    assert pool._created_connections == 1, "twenty requests one after another used one Redis connection"
+    assert caches["default"]._cache._get_connection_pool(write=True) is pool
+    assert pool._created_connections - opened_before <= 1, "twenty requests one after another reused a connection"
 
 
 @pytest.mark.redis
