@@ -379,7 +379,8 @@ def escalation_accept(*, escalation_id: int, agent: User, now: dt.datetime) -> E
             queue_id=escalation.queue_id,
             agent_ids=[agent.pk],
         )
-        _publish_withdrawn(escalation, others, reason="taken")
+        # Only those whose offers it ends: everyone else learns it from "accepted" (one broadcast per claim, not two).
+        _publish_withdrawn(escalation, others, reason="taken", broadcast=False)
         if has_free_slot(agent.pk):
             # Capacity left (chats, callbacks): the next waiting item is offered now, not at the next sweep.
             route_for_freed_agent(agent)
@@ -396,14 +397,16 @@ def _withdraw_pending(escalation: Escalation, *, now: dt.datetime) -> list[int]:
     return agent_ids
 
 
-def _publish_withdrawn(escalation: Escalation, agent_ids: Iterable[int], *, reason: str) -> None:
+def _publish_withdrawn(
+    escalation: Escalation, agent_ids: Iterable[int], *, reason: str, broadcast: bool = True
+) -> None:
     agent_ids = list(agent_ids)
     if not agent_ids:
         return
     publish(
         "escalation.withdrawn",
         {"escalation_id": escalation.pk, "queue_id": escalation.queue_id, "reason": reason},
-        tenant_id=escalation.tenant_id,
+        tenant_id=escalation.tenant_id if broadcast else None,
         agent_ids=agent_ids,
     )
 

@@ -73,6 +73,26 @@ def test_offer_and_accept_reach_the_agent_group(tenant_a, bob, sent, django_capt
     assert [t for t, _ in types] == ["escalation.offered", "escalation.accepted"]
 
 
+def test_a_won_broadcast_is_told_to_everyone_once_and_withdrawn_only_from_the_other_offers(
+    tenant_a, bob, sam, alice, sent, django_capture_on_commit_callbacks
+):
+    from agents.services import escalation_route
+    from flows.models import Queue, RoutingMode
+
+    with tenant_scope([tenant_a.id]):
+        Queue.objects.create(tenant=tenant_a, name="front-desk", routing_mode=RoutingMode.BROADCAST)
+        for user in (bob, sam, alice):
+            make_ready(user, now=TUESDAY_NOON)
+        escalation = make_escalation(tenant_a, now=TUESDAY_NOON)
+        escalation_route(escalation=escalation, now=TUESDAY_NOON)
+        sent.clear()
+        with django_capture_on_commit_callbacks(execute=True):
+            escalation_accept(escalation_id=escalation.pk, agent=sam, now=TUESDAY_NOON)
+    by_type = {m["event"]["type"]: g for g, m in sent}
+    assert f"tenant.{tenant_a.id}" in by_type["escalation.accepted"]  # every console drops it from its lists
+    assert sorted(by_type["escalation.withdrawn"]) == sorted([f"agent.{bob.pk}", f"agent.{alice.pk}"])
+
+
 def test_presence_change_goes_to_each_tenant_of_the_person(tenant_a, nina, sent, django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=True):
         presence_set(user=nina, state=PresenceState.AVAILABLE, now=TUESDAY_NOON)
