@@ -83,7 +83,7 @@ _taken_memo: dict[int, tuple[float, int]] = {}  # escalation id -> (monotonic ex
 def _remember_taken(escalation_id: int, tenant_id: int) -> None:
     now = time.monotonic()
     if len(_taken_memo) > 1000:
-        for key in [k for k, (until, _) in _taken_memo.items() if until <= now]:
+        for key in [k for k, (until, _) in list(_taken_memo.items()) if until <= now]:  # (a copy: other threads pop)
             _taken_memo.pop(key, None)
     _taken_memo[escalation_id] = (now + _TAKEN_MEMO_SECONDS, tenant_id)
 

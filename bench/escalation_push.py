@@ -439,9 +439,12 @@ def main() -> int:
         result.update(analyse(args, agents, data, sent, created, rounds_timed_out))
         result["db"] = check_database(tenant_id)
         result["wall_seconds"] = round(time.monotonic() - started, 1)
-        result["server_log_errors"] = sum(
-            log.read_text(errors="replace").count("Traceback") for log in tmp.glob("daphne-*.log")
-        )
+        logs = [log.read_text(errors="replace") for log in sorted(tmp.glob("daphne-*.log"))]
+        result["server_log_errors"] = sum(text.count("Traceback") for text in logs)
+        first = next((text for text in logs if "Traceback" in text), "")
+        if first:
+            at = first.index("Traceback")
+            result["server_log_first_traceback"] = first[max(0, first.rfind("\n", 0, at - 300)) : at + 2500]
         report(result)
         if args.json_out:
             Path(args.json_out).write_text(json.dumps(result, indent=2, default=str))
@@ -682,6 +685,8 @@ def report(r: dict) -> None:
     print(f"other messages received: {r['other_messages']}")
     print(f"sockets closed: {r['closed_sockets']} (handshakes retried: {r['connect_retries']})")
     print(f"tracebacks in the server logs: {r['server_log_errors']}")
+    if r.get("server_log_first_traceback"):
+        print("the first one:\n" + r["server_log_first_traceback"])
     if r.get("cpu_ms_per_round"):
         print(f"CPU ms per round (one escalation: push, race, answers), by process: {r['cpu_ms_per_round']};"
               f" the cores were {100 * r['cpu_busy_share']:.0f}% busy over the rounds (gaps included)")  # fmt: skip
