@@ -25,5 +25,8 @@ application = ProtocolTypeRouter(
 )
 
 from contactcenter import heap  # noqa: E402
+from flows.nlu import pin_single_thread_blas  # noqa: E402
+
+pin_single_thread_blas()  # many small predictions at once: worker threads only spin (flows/nlu.py)
 
 heap.freeze("asgi application loaded")

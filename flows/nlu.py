@@ -173,6 +173,23 @@ def _blas_libs() -> list:
     return libs
 
 
+def pin_single_thread_blas() -> bool:
+    """One BLAS thread for the rest of this process (web servers: many small predictions at once).
+
+    Switching the process-wide BLAS thread count around each prediction (``_single_thread_blas``) left it
+    at the machine's core count between them, so any other BLAS call used worker threads that then spin
+    waiting for more work: under 50 concurrent calls, one benchmark run in three burnt 5x the CPU per turn.
+    Returns whether a BLAS library was found."""
+    import numpy  # noqa: F401 - loads the BLAS library to pin
+
+    with _BLAS_LOCK:
+        libs = _blas_libs()
+        for lib in libs:
+            lib.set_num_threads(1)
+        _BLAS_STATE["pinned"] = True
+    return bool(libs)
+
+
 @contextlib.contextmanager
 def _single_thread_blas():
     """Run small (single-utterance) predictions with one BLAS thread.
@@ -181,6 +198,9 @@ def _single_thread_blas():
     2 ms prediction into a 100+ ms one at p99. Re-entrant and thread-safe (a counter: the first
     caller sets 1 thread, the last one restores the previous setting).
     """
+    if _BLAS_STATE.get("pinned"):
+        yield
+        return
     with _BLAS_LOCK:
         if _BLAS_STATE["depth"] == 0:
             libs = _blas_libs()

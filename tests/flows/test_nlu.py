@@ -304,3 +304,18 @@ def test_model_with_embeddings_refuses_to_load_without_the_encoder(model, monkey
     monkeypatch.setenv("SWITCHBOARD_NLU_ENCODER", "none")
     with pytest.raises(RuntimeError, match="sentence embeddings"):
         IntentModel.from_bytes(blob)
+
+
+def test_web_processes_run_blas_on_one_thread_for_good():
+    """Many small predictions at once: a web process pins BLAS to one thread when its ASGI app loads, and
+    predictions no longer switch the process-wide count around themselves (worker threads left between
+    them spin and burnt 5x the CPU per call turn under load)."""
+    import contactcenter.asgi  # noqa: F401 - loading the app pins it
+    from flows import nlu
+
+    libs = nlu._blas_libs()
+    assert libs, "numpy's BLAS library is found"
+    assert nlu._BLAS_STATE.get("pinned")
+    with nlu._single_thread_blas():
+        assert all(lib.num_threads == 1 for lib in libs)
+    assert all(lib.num_threads == 1 for lib in libs), "still one thread after a prediction"
