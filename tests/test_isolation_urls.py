@@ -269,5 +269,6 @@ async def test_websocket_routes_refuse_other_tenants(pattern, charlie, tenant_a)
     from tests.tenants.test_websocket_door import connect
 
     path = "/" + re.sub(r"<(?:\w+:)?tenant_slug>", tenant_a.slug, str(pattern.pattern))
-    _, connected, code = await connect(path, charlie)
+    communicator, connected, code = await connect(path, charlie)
     assert not connected and code == 4404
+    await communicator.disconnect()  # let the consumer finish (and give back its database connection)
