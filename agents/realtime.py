@@ -4,7 +4,9 @@
 against the event type's schema and sends it to the channel-layer groups ``tenant.<id>``,
 ``queue.<id>`` and ``agent.<user id>`` once the current transaction commits (never before: a
 console must never see an escalation the database does not have). Only ``agents.services`` and
-``agents.voicemails`` call it. The layer is at-most-once and only notifies; consoles re-read state from the database.
+``agents.voicemails`` call it. The layer is at-most-once and only notifies: consoles apply what an event says
+when it is enough (static/js/console.js) and re-read their state from the database for the rest, on
+(re)connect and every minute or so.
 
 Group messages have ``type: "tenant.event"`` and carry ``event`` = ``{"type": <event type>, ...}``,
 the shape ``tenants.consumers.TenantEventsConsumer.tenant_event`` forwards to browsers, and ``text``, the
