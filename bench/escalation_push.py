@@ -161,6 +161,8 @@ def run_fleet(config_path: str) -> int:
                     and message.get("agent_id") == self.me["user_id"]
                 ):
                     self.request_snapshot()  # this agent's own work changed (console.js does the same)
+                if kind == "escalation.withdrawn" and message.get("reason") not in ("taken", "abandoned"):
+                    self.request_snapshot()  # still unclaimed somewhere: console.js re-reads
 
         def settled(self, esc: int) -> None:
             idx = self.me["idx"]

@@ -1,5 +1,5 @@
 // Agent console: one websocket (/ws/console/). The state is a snapshot read from the server on connect;
-// realtime events that say everything needed (new waiting work, work taken or withdrawn, offers to others)
+// realtime events that say everything needed (new waiting work, work taken or abandoned, offers to others)
 // are applied to it here, and only events about this agent's own work make it re-read the snapshot. (Every
 // console re-reading on every event made one escalation cost the server a snapshot per connected agent.)
 // Plain JS, no framework. Every value from the server goes into the DOM via textContent.
@@ -494,8 +494,8 @@
         return true;
       case "escalation.withdrawn":
         if (isMine(id)) return false;
-        dropWork(id);
-        return true;
+        if (message.reason === "taken" || message.reason === "abandoned") { dropWork(id); return true; }
+        return false; // still unclaimed (an offer timed out, moved queue...): only a snapshot says where it is
       case "presence.changed":
         // Others' presence is not shown here; this agent's own (set here, by a missed offer, by a lost
         // connection) is what the switch shows.
