@@ -51,8 +51,8 @@ from agents.models import (
 )
 from agents.realtime import agent_group
 from agents.selectors import (
-    _iso,
     console_item,
+    iso,
     pending_offers_for_agent,
     waiting_work,
     wallboard_figures,
@@ -207,8 +207,8 @@ def console_snapshot(*, user, tenant_ids: list[int], now) -> dict:
         item = console_item(offer.escalation, now, place=place_of.get(offer.escalation_id))
         item.update(
             offer_id=offer.pk,
-            offered_at=_iso(offer.offered_at),
-            expires_at=_iso(offer.expires_at),
+            offered_at=iso(offer.offered_at),
+            expires_at=iso(offer.expires_at),
             expires_in_seconds=max(0, int((offer.expires_at - now).total_seconds())),
         )
         offers.append(item)
@@ -226,8 +226,8 @@ def console_snapshot(*, user, tenant_ids: list[int], now) -> dict:
         item = console_item(escalation, now)
         summary = escalation.summary or {}
         item.update(
-            accepted_at=_iso(escalation.accepted_at),
-            connected_at=_iso(escalation.connected_at),
+            accepted_at=iso(escalation.accepted_at),
+            connected_at=iso(escalation.connected_at),
             channel=conversation.channel,
             caller_number=conversation.caller_number,
             summary={
@@ -245,7 +245,7 @@ def console_snapshot(*, user, tenant_ids: list[int], now) -> dict:
                     "caller": t.utterance or (f"(pressed {t.dtmf})" if t.dtmf else ""),
                     "intent": t.intent,
                     "reply": t.reply,
-                    "at": _iso(t.created_at),
+                    "at": iso(t.created_at),
                 }
                 for t in turns
             ],
@@ -260,13 +260,13 @@ def console_snapshot(*, user, tenant_ids: list[int], now) -> dict:
 
     return {
         "type": "snapshot",
-        "now": _iso(now),
+        "now": iso(now),
         "me": {"user_id": user.pk, "name": user.get_full_name()},
         "presence": {
             "state": presence.state if presence else PresenceState.OFFLINE.value,
             "reason": presence.reason if presence else "",
-            "since": _iso(presence.since) if presence else None,
-            "last_heartbeat": _iso(presence.last_heartbeat) if presence else None,
+            "since": iso(presence.since) if presence else None,
+            "last_heartbeat": iso(presence.last_heartbeat) if presence else None,
         },
         "tenants": [
             {
@@ -551,7 +551,7 @@ class ConsoleConsumer(_JsonObjectsOnly, TenantScopedConsumer):
             "action": "callback.finish",
             "escalation_id": msg.escalation_id,
             "callback_state": callback.state,
-            "due_at": _iso(callback.due_at),
+            "due_at": iso(callback.due_at),
         }
 
     async def do_voicemail_handle(self, msg: VoicemailMsg) -> dict:
@@ -580,7 +580,7 @@ class ConsoleConsumer(_JsonObjectsOnly, TenantScopedConsumer):
             "action": "voicemail.callback",
             "voicemail_id": msg.voicemail_id,
             "callback_id": callback.pk,
-            "due_at": _iso(callback.due_at),
+            "due_at": iso(callback.due_at),
         }
 
     def _may_act_on(self, tenant_id: int) -> None:

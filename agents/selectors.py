@@ -174,11 +174,11 @@ def wallboard_figures(*, tenant_id: int, now: dt.datetime) -> dict:
     }
 
 
-def _iso(value) -> str | None:
+def iso(value) -> str | None:
     return value.isoformat() if value else None
 
 
-def _seconds_since(value, now) -> int:
+def seconds_since(value, now) -> int:
     return max(0, int((now - value).total_seconds())) if value else 0
 
 
@@ -195,8 +195,8 @@ def console_item(escalation: Escalation, now, place: int | None = None) -> dict:
         "priority": escalation.priority,
         "reason_code": escalation.reason_code,
         "reason_text": escalation.reason_text,
-        "waiting_since": _iso(escalation.created_at),
-        "wait_seconds": _seconds_since(escalation.created_at, now),
+        "waiting_since": iso(escalation.created_at),
+        "wait_seconds": seconds_since(escalation.created_at, now),
         "place": place,
         "kind": escalation.kind,
         "callback": _callback_info(escalation, now) if escalation.kind == EscalationKind.CALLBACK else None,
@@ -210,8 +210,8 @@ def _callback_info(escalation: Escalation, now) -> dict:
         "callback_id": callback.pk,
         "phone": callback.phone,
         "name": callback.name,
-        "due_at": _iso(callback.due_at),
-        "overdue_seconds": _seconds_since(callback.due_at, now),
+        "due_at": iso(callback.due_at),
+        "overdue_seconds": seconds_since(callback.due_at, now),
         "attempt": attempt.number if attempt else callback.attempts,
         "max_attempts": callback.max_attempts,
         "last_outcome": callback.last_outcome,

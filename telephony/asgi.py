@@ -103,9 +103,9 @@ class WebhookHandler(ASGIHandler):
         self._middleware_chain = handler
 
 
-def http_router(django_app, webhook_app=None):
+def http_router(django_app):
     """HTTP: the Vonage webhooks through their own door, everything else through Django's full chain."""
-    webhooks = webhook_app or WebhookHandler()
+    webhooks = WebhookHandler()
 
     async def route(scope, receive, send):
         if scope["path"].startswith(WEBHOOK_PREFIX):
