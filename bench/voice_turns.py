@@ -16,10 +16,10 @@ What it does (loopback only, bounded, cleans up after itself in a `finally`):
    turn: N calls in progress at any moment, as on a busy line (a real caller listens to the AI's talk and
    speaks for several seconds, so a real call is slower than this);
 5. "saturated": the same N calls with no think time (closed loop): the throughput ceiling of the app;
-6. "bare": the same N closed-loop clients against GET /healthz (a plain Django JSON view through the same
-   middleware; it runs SELECT 1 and a Redis PING) and against an unsigned POST to /telephony/vonage/event
-   (answered 401 by the signature check: no database, no Redis): the ceilings of "a Django JSON view on
-   this server";
+6. "bare": the same N closed-loop clients against GET /healthz/live (the bare Django JSON view: through
+   the full middleware chain, no database, no Redis; the ceiling the target is measured against), GET
+   /healthz (the same plus SELECT 1 and a Redis PING) and an unsigned POST to /telephony/vonage/event
+   (answered 401 by the webhook door's signature check);
 7. reads the server-side latency each turn recorded (conversations.Turn.latency_ms, measured inside the
    services from the start of the turn until the turn is written) back from the database;
 8. runs one more call in this process through the same webhook views (telephony.simulator's
@@ -556,13 +556,20 @@ def main() -> int:
         saturated = run_calls("saturated", args, ports, secret, think=0, duration=args.duration)
         results["saturated"] = saturated.summary()
         results["saturated_cpu_s"] = cpu_used(cpu_before, cpu_seconds(groups))
-        print(f"Bare views: {args.calls} clients, GET /healthz and unsigned POST, {args.duration / 2:g} s each ...")
+        print(
+            f"Bare views: {args.calls} clients, GET /healthz/live, GET /healthz and unsigned POST,"
+            f" {args.duration / 2:g} s each ..."
+        )
+        cpu_before = cpu_seconds(groups)
+        live = run_bare("live", args, ports, path="/healthz/live", method="GET", duration=args.duration / 2)
+        results["live_cpu_s"] = cpu_used(cpu_before, cpu_seconds(groups))
         cpu_before = cpu_seconds(groups)
         healthz = run_bare("healthz", args, ports, path="/healthz", method="GET", duration=args.duration / 2)
         results["healthz_cpu_s"] = cpu_used(cpu_before, cpu_seconds(groups))
         unsigned = run_bare(
             "unsigned", args, ports, path="/telephony/vonage/event", method="POST", duration=args.duration / 2
         )
+        results["bare_live"] = bare_summary(live)
         results["bare_healthz"] = bare_summary(healthz)
         results["bare_unsigned_401"] = bare_summary(unsigned)
 
@@ -632,7 +639,10 @@ def report(r: dict, args) -> None:
             )
     if r["server_log"]:
         print(f"server logs: {r['server_log']}")
-    h, u = r["bare_healthz"], r["bare_unsigned_401"]
+    b, h, u = r["bare_live"], r["bare_healthz"], r["bare_unsigned_401"]
+    print(
+        f"bare GET /healthz/live:       {b['requests_per_s']:>8} req/s  p50 {b['ms']['p50']} ms  p99 {b['ms']['p99']} ms"
+    )
     print(
         f"bare GET /healthz:            {h['requests_per_s']:>8} req/s  p50 {h['ms']['p50']} ms  p99 {h['ms']['p99']} ms"
     )
@@ -642,11 +652,13 @@ def report(r: dict, args) -> None:
     sat = r["saturated"]
     print(
         f"saturated voice: {sat['turns_per_s']} turns/s ({sat['requests_per_s']} webhook requests/s incl. status events)"
-        f" = {100 * sat['turns_per_s'] / h['requests_per_s']:.0f}% of /healthz,"
+        f" = {100 * sat['turns_per_s'] / b['requests_per_s']:.0f}% of the bare view (/healthz/live),"
+        f" {100 * sat['turns_per_s'] / h['requests_per_s']:.0f}% of /healthz,"
         f" {100 * sat['turns_per_s'] / u['requests_per_s']:.0f}% of the 401 view"
     )
     for phase, key, count in (
         ("saturated voice", "saturated_cpu_s", sat["turns_per_s"] * sat["duration_s"]),
+        ("bare /healthz/live", "live_cpu_s", b["requests_per_s"] * b["duration_s"]),
         ("bare /healthz", "healthz_cpu_s", h["requests_per_s"] * h["duration_s"]),
     ):
         used = r.get(key) or {}

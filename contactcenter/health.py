@@ -1,4 +1,9 @@
-"""/healthz for load balancers: 200 when the database (and Redis, when configured) answer, else 503."""
+"""Health checks for load balancers and process managers.
+
+- ``/healthz`` (readiness): 200 when the database (and Redis, when configured) answer, else 503.
+- ``/healthz/live`` (liveness): 200 while the process serves requests, whatever its dependencies do, so a
+  supervisor restarts a wedged process but not every process when the database blips.
+"""
 
 from __future__ import annotations
 
@@ -46,3 +51,9 @@ def healthz(request):
             checks[name] = f"error: {type(exc).__name__}"
             healthy = False
     return JsonResponse({"status": "ok" if healthy else "error", "checks": checks}, status=200 if healthy else 503)
+
+
+@never_cache
+@require_GET
+def live(request):
+    return JsonResponse({"status": "ok"})

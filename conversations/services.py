@@ -13,6 +13,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
+from contactcenter.sql import insert_with_update
 from conversations import hooks
 from conversations.models import (
     AppointmentRequest,
@@ -88,6 +89,11 @@ def conversation_open(
     return conversation, True
 
 
+# Actions whose turn writes more than the transcript line and the state (a lead, an appointment, a call back,
+# a handover): those turns keep one transaction around all their writes.
+_SIDE_EFFECTS = frozenset({"capture_lead", "request_appointment", "offer_callback", "transfer"})
+
+
 def _reply_text(actions_json: list[dict]) -> str:
     parts = []
     for action in actions_json:
@@ -115,27 +121,38 @@ def conversation_record_turn(
         (a["reason"] for a in reversed(actions_json) if a.get("reason")), {"code": "", "explanation": ""}
     )
     transfer_json: dict | None = None
+    seq = conversation.turn_count + 1
+    fields = {
+        "tenant_id": conversation.tenant_id,
+        "conversation": conversation,
+        "seq": seq,
+        "event": event_kind,
+        "utterance": (text or "")[:2000],
+        "dtmf": (dtmf or "")[:32],
+        "asr_confidence": asr_confidence,
+        "intent": (getattr(understanding, "label", None) or "")[:100],
+        "confidence": getattr(understanding, "confidence", None),
+        "out_of_scope": bool(getattr(understanding, "out_of_scope", False)),
+        "reply": _reply_text(actions_json),
+        "reason_code": last_reason["code"][:64],
+        "reason": last_reason["explanation"],
+        "step": (state.current_step or "")[:64],
+        "actions": actions_json,
+        "latency_ms": round(latency_ms, 2) if latency_ms is not None else None,
+    }
+    updates: dict[str, Any] = {"turn_count": seq, "state": state.to_json()}
+    if not any(action["type"] in _SIDE_EFFECTS for action in actions_json):
+        # Most turns: the transcript line and the new state, nothing else. One statement where the database
+        # can (PostgreSQL): a single round trip and its own transaction instead of four.
+        if state.outcome and state.outcome in ENGINE_OUTCOMES:
+            updates["outcome"] = ENGINE_OUTCOMES[state.outcome]
+        turn = Turn(**fields)
+        insert_with_update(turn, Conversation, conversation.pk, updates)
+        for key, value in updates.items():
+            setattr(conversation, key, value)
+        return turn
     with transaction.atomic():
-        seq = conversation.turn_count + 1
-        turn = Turn.objects.create(
-            tenant_id=conversation.tenant_id,
-            conversation=conversation,
-            seq=seq,
-            event=event_kind,
-            utterance=(text or "")[:2000],
-            dtmf=(dtmf or "")[:32],
-            asr_confidence=asr_confidence,
-            intent=(getattr(understanding, "label", None) or "")[:100],
-            confidence=getattr(understanding, "confidence", None),
-            out_of_scope=bool(getattr(understanding, "out_of_scope", False)),
-            reply=_reply_text(actions_json),
-            reason_code=last_reason["code"][:64],
-            reason=last_reason["explanation"],
-            step=(state.current_step or "")[:64],
-            actions=actions_json,
-            latency_ms=round(latency_ms, 2) if latency_ms is not None else None,
-        )
-        updates: dict[str, Any] = {"turn_count": seq, "state": state.to_json()}
+        turn = Turn.objects.create(**fields)
         for action in actions_json:
             kind = action["type"]
             if kind == "capture_lead":

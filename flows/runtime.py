@@ -11,6 +11,7 @@ import dataclasses
 import hashlib
 import json
 import threading
+import time
 import uuid
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -63,26 +64,41 @@ def _understander_for(version_key: str, model_bytes: bytes | None, defn: FlowDef
 
 
 CALENDAR_VERSION_KEY = "flows:calendar-version:{tenant_id}"
+# How long a process trusts the calendar version it last read from the shared cache. A change made in this
+# process is seen at once (``calendar_changed`` forgets it here); other processes see it within this time.
+CALENDAR_RECHECK_SECONDS = 1.0
 _calendars: dict[int, tuple[str, str, dict]] = {}  # tenant id -> (version, fingerprint, data)
+_calendar_versions: dict[int, tuple[str, float]] = {}  # tenant id -> (version, read at, time.monotonic())
 
 
 def calendar_changed(tenant_id: int) -> None:
-    """Mark a tenant's calendar as changed; every process re-reads it on its next turn."""
+    """Mark a tenant's calendar as changed; every process re-reads it within CALENDAR_RECHECK_SECONDS."""
     cache.set(CALENDAR_VERSION_KEY.format(tenant_id=tenant_id), uuid.uuid4().hex, timeout=None)
+    _calendar_versions.pop(tenant_id, None)
 
 
-def calendar_fingerprint(tenant: Tenant) -> tuple[str, dict]:
-    """The tenant's hours, holidays and closures, re-read from the database only after they change.
-
-    A turn costs one cache read (shared across processes through the Django cache) instead of
-    three queries; saves and deletes of the calendar models bump the version (flows/apps.py).
-    """
-    key = CALENDAR_VERSION_KEY.format(tenant_id=tenant.id)
+def _calendar_version(tenant_id: int) -> str:
+    held = _calendar_versions.get(tenant_id)
+    now = time.monotonic()
+    if held is not None and now - held[1] < CALENDAR_RECHECK_SECONDS:
+        return held[0]
+    key = CALENDAR_VERSION_KEY.format(tenant_id=tenant_id)
     version = cache.get(key)
     if version is None:
         version = uuid.uuid4().hex
         cache.add(key, version, timeout=None)
         version = cache.get(key) or version
+    _calendar_versions[tenant_id] = (version, now)
+    return version
+
+
+def calendar_fingerprint(tenant: Tenant) -> tuple[str, dict]:
+    """The tenant's hours, holidays and closures, re-read from the database only after they change.
+
+    Busy processes read the shared version (Django cache, i.e. Redis) at most once a second per tenant,
+    instead of three queries per turn; saves and deletes of the calendar models bump it (flows/apps.py).
+    """
+    version = _calendar_version(tenant.id)
     held = _calendars.get(tenant.id)
     if held is not None and held[0] == version and held[2].get("timezone") == tenant.timezone:
         return held[1], held[2]
@@ -180,6 +196,7 @@ def clear_cache() -> None:
     with _lock:
         _cache.clear()
         _calendars.clear()
+        _calendar_versions.clear()
 
 
 def tenant_calendar(tenant: Tenant) -> BusinessHours:

@@ -14,6 +14,7 @@ from django.templatetags.static import static
 from django.urls import reverse
 from django.utils import timezone
 
+from contactcenter.sql import PreparedLookup
 from conversations.hooks import leg_event
 from conversations.models import Conversation
 from conversations.services import (
@@ -161,17 +162,21 @@ def _event_from_input(payload: dict, now) -> Event:
     return Event.silence(now)
 
 
+# By id, unordered, compiled once per process (contactcenter/sql.py): on the hot path of every call turn,
+# building this query cost more than the database took to answer it.
+_conversation_by_id = PreparedLookup(
+    lambda pk: (
+        Conversation.objects.select_related("flow_version", "tenant")
+        .defer(*without_heavy("flow_version"))
+        .filter(pk=pk)
+        .order_by()
+    ),
+    reason="a signed webhook names its conversation; its tenant scopes the rest",
+)
+
+
 def conversation_for(conversation_id: int) -> Conversation | None:
-    with unscoped("a signed webhook names its conversation; its tenant scopes the rest"):
-        # By id, unordered (not .first(), not the model's ordering): on the hot path of every call turn, the
-        # ORDER BY cost more to compile and plan than the lookup itself.
-        rows = list(
-            Conversation.objects.select_related("flow_version", "tenant")
-            .defer(*without_heavy("flow_version"))
-            .filter(pk=conversation_id)
-            .order_by()
-        )
-        return rows[0] if rows else None
+    return _conversation_by_id.get(int(conversation_id))
 
 
 def callback_choice_url(conversation: Conversation, *, source: str, fallback_number: str = "") -> str:

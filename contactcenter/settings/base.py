@@ -208,7 +208,9 @@ VONAGE_SIGNATURE_MAX_AGE = env_int("VONAGE_SIGNATURE_MAX_AGE", 300)
 # A webhook turn that takes longer than this answers with the apology NCCO (Vonage waits about 5 s).
 VONAGE_TURN_BUDGET_SECONDS = float(env("VONAGE_TURN_BUDGET_SECONDS", "3.5") or 3.5)
 # Worker threads per web process for the Vonage webhooks' database and engine work (telephony/asgi.py).
-WEBHOOK_THREADS = env_int("WEBHOOK_THREADS", 4)
+# Two: a turn is mostly CPU under one GIL, so more threads only contend (docs/benchmarks.md, 4 vs 2), and
+# the second keeps turns going while one waits on the database or is stuck on it.
+WEBHOOK_THREADS = env_int("WEBHOOK_THREADS", 2)
 STRIPE_SECRET_KEY = env("STRIPE_SECRET_KEY", "")
 STRIPE_WEBHOOK_SECRET = env("STRIPE_WEBHOOK_SECRET", "")
 STRIPE_PRICE_ID = env("STRIPE_PRICE_ID", "")

@@ -116,6 +116,37 @@ def test_holiday_applies_to_live_flow_without_republishing(scoped, tenant_a, ali
     )
 
 
+def test_a_calendar_change_made_by_another_process_reaches_this_one_within_a_second(
+    scoped, tenant_a, alice, monkeypatch
+):
+    """A busy process re-reads the calendar's shared version at most once a second per tenant."""
+    import uuid
+
+    from django.core.cache import cache
+
+    from flows import runtime
+
+    flow = make_flow(tenant_a)
+    Step.objects.filter(flow=flow, key="greeting").update(config={"text": "Hello.", "next": "hours"})
+    Step.objects.create(
+        tenant=tenant_a, flow=flow, key="hours", kind="hours_branch", config={"open": "menu", "closed": "bye"}
+    )
+    BusinessHours.objects.create(tenant=tenant_a, weekly={"mon": [["08:00", "18:00"]]})
+    version = services.flow_publish(flow=flow, user=alice)
+    clock = [1000.0]
+    monkeypatch.setattr(runtime.time, "monotonic", lambda: clock[0])
+    assert "How can I help?" in say_texts(run_turn(compiled_version(version), None, Event.start(NOON_MONDAY)).actions)
+    # Another process closes Mondays: it writes the rows and bumps the shared version, not this process's memo.
+    BusinessHours.objects.filter(tenant=tenant_a).update(weekly={"tue": [["08:00", "18:00"]]})  # no signal
+    cache.set(runtime.CALENDAR_VERSION_KEY.format(tenant_id=tenant_a.id), uuid.uuid4().hex, timeout=None)
+    clock[0] += 0.5
+    assert "How can I help?" in say_texts(run_turn(compiled_version(version), None, Event.start(NOON_MONDAY)).actions)
+    clock[0] += runtime.CALENDAR_RECHECK_SECONDS
+    assert "How can I help?" not in say_texts(
+        run_turn(compiled_version(version), None, Event.start(NOON_MONDAY)).actions
+    )
+
+
 # --- the admin, as a tenant admin uses it -------------------------------------------------------
 def test_step_form_errors_name_the_field_and_the_fix(client_for, alice, flow):
     client = client_for(alice)

