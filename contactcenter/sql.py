@@ -9,6 +9,9 @@ instances (``select_related`` included) exactly as the ORM builds them. Building
 ``WITH``): one round trip and its own transaction instead of BEGIN, INSERT, UPDATE, COMMIT. Elsewhere
 (SQLite in development) the same writes run in one ``transaction.atomic`` block.
 
+``insert_unless_exists``: save a new row unless one with the same unique key exists (``ON CONFLICT DO
+NOTHING`` on PostgreSQL: one statement where a check, a savepoint and an insert were four).
+
 Neither sends model signals (``pre_save``/``post_save``); use them only for models nothing listens to.
 """
 
@@ -19,7 +22,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from django.core.exceptions import EmptyResultSet
-from django.db import connections, router, transaction
+from django.db import IntegrityError, connections, router, transaction
 from django.db.models import Model, QuerySet
 from django.db.models.query import get_related_populators
 
@@ -166,3 +169,32 @@ def insert_with_update(obj: Model, model: type[Model], pk: Any, updates: dict[st
         obj.pk = cursor.fetchone()[0]
     obj._state.adding = False
     obj._state.db = alias
+
+
+def insert_unless_exists(obj: Model, unique_field: str) -> bool:
+    """Insert ``obj`` unless a row with the same ``unique_field`` exists. True (and ``obj`` saved) when it
+    was inserted, False when the row was already there (a retried webhook); other errors raise."""
+    alias = router.db_for_write(type(obj))
+    connection = connections[alias]
+    if connection.vendor != "postgresql":
+        try:
+            with transaction.atomic(using=alias):
+                obj.save(force_insert=True, using=alias)
+        except IntegrityError:
+            if not type(obj)._base_manager.using(alias).filter(**{unique_field: getattr(obj, unique_field)}).exists():
+                raise
+            return False
+        return True
+    insert, values = _insert_parts(obj, connection)
+    quote = connection.ops.quote_name
+    column = quote(obj._meta.get_field(unique_field).column)
+    sql = f"{insert} ON CONFLICT ({column}) DO NOTHING RETURNING {quote(obj._meta.pk.column)}"
+    with connection.cursor() as cursor:
+        cursor.execute(sql, values)
+        row = cursor.fetchone()
+    if row is None:
+        return False
+    obj.pk = row[0]
+    obj._state.adding = False
+    obj._state.db = alias
+    return True

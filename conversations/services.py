@@ -13,7 +13,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from contactcenter.sql import insert_with_update
+from contactcenter.sql import insert_unless_exists, insert_with_update
 from conversations import hooks
 from conversations.models import (
     AppointmentRequest,
@@ -66,27 +66,24 @@ def conversation_open(
     started_at: dt.datetime | None = None,
 ) -> tuple[Conversation, bool]:
     """Start the record of a contact. A repeated answer webhook for the same call returns the same row."""
-    if vonage_uuid:
-        existing = Conversation.objects.filter(vonage_uuid=vonage_uuid).first()
-        if existing is not None:
-            return existing, False
-    try:
-        with transaction.atomic():
-            conversation = Conversation.objects.create(
-                tenant_id=tenant_id,
-                channel=channel,
-                flow_version_id=flow_version_id,
-                caller_number=caller_number[:32],
-                dialled_number=dialled_number[:32],
-                vonage_uuid=vonage_uuid or None,
-                vonage_conversation_uuid=vonage_conversation_uuid[:64],
-                started_at=started_at or timezone.now(),
-                answered_at=started_at or timezone.now(),
-                status=Status.IN_PROGRESS,
-            )
-    except IntegrityError:
-        return Conversation.objects.get(vonage_uuid=vonage_uuid), False
-    return conversation, True
+    conversation = Conversation(
+        tenant_id=tenant_id,
+        channel=channel,
+        flow_version_id=flow_version_id,
+        caller_number=caller_number[:32],
+        dialled_number=dialled_number[:32],
+        vonage_uuid=vonage_uuid or None,
+        vonage_conversation_uuid=vonage_conversation_uuid[:64],
+        started_at=started_at or timezone.now(),
+        answered_at=started_at or timezone.now(),
+        status=Status.IN_PROGRESS,
+    )
+    if not vonage_uuid:
+        conversation.save(force_insert=True)
+        return conversation, True
+    if insert_unless_exists(conversation, "vonage_uuid"):
+        return conversation, True
+    return Conversation.objects.get(vonage_uuid=vonage_uuid), False
 
 
 # Actions whose turn writes more than the transcript line and the state (a lead, an appointment, a call back,

@@ -6,7 +6,7 @@ import pytest
 from django.db import IntegrityError, connection
 from django.test.utils import CaptureQueriesContext
 
-from contactcenter.sql import PreparedLookup, insert_with_update
+from contactcenter.sql import PreparedLookup, insert_unless_exists, insert_with_update
 from conversations.models import Conversation, Turn
 from flows.services import flow_publish
 from tenants.scoping import tenant_scope, unscoped
@@ -121,3 +121,21 @@ def test_insert_with_update_writes_neither_when_the_insert_fails(conversations, 
         mine.refresh_from_db()
         assert (mine.turn_count, mine.state) == (4, '{"step": "menu"}')
         assert Turn.objects.filter(conversation=mine).count() == 1
+
+
+def test_insert_unless_exists_inserts_once_per_key(tenant_a):
+    from django.utils import timezone
+
+    def call(caller):
+        return Conversation(
+            tenant_id=tenant_a.id, vonage_uuid="call-1", caller_number=caller, started_at=timezone.now()
+        )
+
+    first = call("+15555550001")
+    assert insert_unless_exists(first, "vonage_uuid") is True
+    assert first.pk is not None and first._state.adding is False
+    again = call("+15555550002")
+    assert insert_unless_exists(again, "vonage_uuid") is False
+    assert again.pk is None
+    with tenant_scope([tenant_a.id]):
+        assert list(Conversation.objects.values_list("vonage_uuid", "caller_number")) == [("call-1", "+15555550001")]

@@ -306,3 +306,6 @@ def test_the_answer_webhook_does_not_read_the_trained_model_of_a_compiled_script
     with django_assert_max_num_queries(9) as captured:
         assert ncco_of(answer(client, call_uuid="second-call"))[0]["action"] == "talk"
     assert not [q["sql"] for q in captured.captured_queries if "nlu_model" in q["sql"]]
+    if connection.vendor == "postgresql":
+        # The number, the new conversation (unless Vonage retried), the opening turn with the state.
+        assert [q["sql"].split()[0] for q in captured.captured_queries] == ["SELECT", "INSERT", "WITH"]
