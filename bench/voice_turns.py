@@ -460,6 +460,107 @@ def profile_turn(secret: str, lines: int = 12) -> tuple[dict, str, float, float]
     return share, buffer.getvalue(), per_turn, plain
 
 
+def asgi_cpu(secret: str, calls: int = 40, bare_requests: int = 2000) -> dict:
+    """CPU per request of the real ASGI application in this process, one request at a time (no daphne, no
+    network, no contention): a steadier figure than the loaded runs on a shared 2-core box, for comparing
+    code. Each request starts from a fresh context, as in daphne (a request's task starts from a copy of a
+    small base context; this process's own is large after migrate). Voice counts what the servers do plus
+    the simulator's signing (the client), per turn over whole calls (answer, turns, completed event)."""
+    import asyncio
+    import contextvars
+
+    from django.conf import settings
+
+    from contactcenter.asgi import application
+    from telephony.simulator import CallSimulator
+
+    site = urlsplit(settings.SITE_URL)
+    loop = asyncio.new_event_loop()
+
+    class Response:
+        def __init__(self, status: int, body: bytes):
+            self.status, self.body = status, body
+
+        def read(self) -> bytes:
+            return self.body
+
+    async def request(method: str, url: str, headers: dict[str, str], body: bytes) -> Response:
+        parts = urlsplit(url)
+        scope = {
+            "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method.upper(),
+            "scheme": site.scheme or "http", "path": parts.path, "raw_path": parts.path.encode(),
+            "query_string": parts.query.encode(), "root_path": "", "client": ("127.0.0.1", 50000),
+            "server": ("127.0.0.1", site.port or 443),
+            "headers": [(b"host", site.netloc.encode())] + [(k.lower().encode(), v.encode()) for k, v in headers.items()],
+        }  # fmt: skip
+        messages: list[dict] = []
+        received = False
+
+        async def receive() -> dict:
+            nonlocal received
+            if received:
+                await asyncio.Event().wait()  # the client never disconnects
+            received = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        async def send(message: dict) -> None:
+            messages.append(message)
+
+        await application(scope, receive, send)
+        status = next(m["status"] for m in messages if m["type"] == "http.response.start")
+        return Response(status, b"".join(m.get("body", b"") for m in messages if m["type"] == "http.response.body"))
+
+    def run(method: str, url: str, headers: dict[str, str], body: bytes = b"") -> Response:
+        task = loop.create_task(request(method, url, headers, body), context=contextvars.Context())
+        return loop.run_until_complete(task)
+
+    class Transport:
+        def send(self, method, url, *, headers, body=b""):
+            return run(method, url, headers, body)
+
+    def one_call(tag: str) -> int:
+        call = CallSimulator(settings.SITE_URL, secret, Transport())
+        call.answer(NUMBER, CALLER, uuid=tag)
+        turns = 1
+        for text in UTTERANCES[:5]:
+            if call.listening:
+                call.say(text)
+                turns += 1
+        call.hang_up()
+        return turns
+
+    try:
+        for n in range(5):
+            one_call(f"bench-asgi-warm-{n}")
+        before, started = cpu_seconds({}), time.process_time()
+        turns = sum(one_call(f"bench-asgi-{n}") for n in range(calls))
+        voice_ms = (time.process_time() - started) * 1000 / turns
+        used = cpu_used(before, cpu_seconds({}))
+        started = time.process_time()
+        for _ in range(bare_requests):
+            assert run("GET", "/healthz/live", {}).status == 200
+        bare_ms = (time.process_time() - started) * 1000 / bare_requests
+    finally:
+        loop.close()
+    return {
+        "turns": turns,
+        "voice_ms_per_turn": round(voice_ms, 2),
+        "postgres_ms_per_turn": round(used["postgres"] * 1000 / turns, 2),
+        "redis_ms_per_turn": round(used["redis"] * 1000 / turns, 2),
+        "bare_live_ms_per_request": round(bare_ms, 3),
+    }
+
+
+def asgi_cpu_line(a: dict) -> str:
+    total = a["voice_ms_per_turn"] + a["postgres_ms_per_turn"] + a["redis_ms_per_turn"]
+    return (
+        f"In-process ASGI, one request at a time ({a['turns']} turns): a turn {a['voice_ms_per_turn']} ms CPU"
+        f" (app + signing client) + PostgreSQL {a['postgres_ms_per_turn']} + Redis {a['redis_ms_per_turn']}"
+        f" = {total:.2f} ms; GET /healthz/live {a['bare_live_ms_per_request']} ms"
+        f" (a turn = {total / a['bare_live_ms_per_request']:.1f} bare requests)"
+    )
+
+
 # ---------------------------------------------------------------- report
 
 
@@ -531,6 +632,8 @@ def main() -> int:
             share, profile, per_turn, plain = profile_turn(secret, lines=40)
             print(f"SQL per warm turn: {results['queries']['warm']['per_request']}")
             print("  a warm input turn runs: " + "; ".join(s[:90] for s in results["queries"]["warm_input_sql"]))
+            results["asgi_cpu"] = asgi_cpu(secret)
+            print(asgi_cpu_line(results["asgi_cpu"]))
             print(f"In-process warm caller turn: {plain:.1f} ms ({per_turn:.1f} ms under cProfile); own time by area:")
             for label, pct in share.items():
                 print(f"  {pct:5.1f}%  {label}")
@@ -582,6 +685,7 @@ def main() -> int:
             "saturated": server_latencies("bench-saturated-"),
         }
         results["queries"] = count_queries(secret, args.turns)
+        results["asgi_cpu"] = asgi_cpu(secret)
         if not args.skip_profile:
             share, profile, per_turn, plain = profile_turn(secret)
             results["in_process_turn_ms"] = round(per_turn, 1)
@@ -672,6 +776,7 @@ def report(r: dict, args) -> None:
           f" {w['statements_per_turn_mean']} / {w['statements_per_turn_max']} statements without them")  # fmt: skip
     print(f"  per request (warm): {w['per_request']}; first call of the process: {q['cold']['per_request']}")
     print("  a warm input turn runs: " + "; ".join(sql.split(" WHERE ")[0][:70] for sql in q["warm_input_sql"]))
+    print(asgi_cpu_line(r["asgi_cpu"]))
     print(f"load average before {r['load_before'][0]:.1f}, after {r['load_after'][0]:.1f}")
     if "profile" in r:
         print(
