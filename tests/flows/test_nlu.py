@@ -348,29 +348,39 @@ def test_a_lone_turn_is_encoded_at_once_and_alone():
     assert calls == [["hello"], ["a", "b"]]
 
 
-def test_turns_that_arrive_while_an_encode_runs_are_encoded_together_and_each_gets_its_own_rows():
-    import numpy as np
-
+def _queued_behind_a_running_encode(encode, queued):
+    """One encode of ["x"] starts and holds until the ``queued`` requests wait behind it, then finishes.
+    ``encode(n, texts)`` answers the n-th encode. Returns the batcher, the texts of each encode, and the
+    (results, errors) of the first request and of the queued ones."""
     first_started, release = threading.Event(), threading.Event()
     calls = []
 
-    def encode(texts):
+    def held(texts):
         calls.append(list(texts))
         if len(calls) == 1:
             first_started.set()
             assert release.wait(5)
-        return np.array([[float(len(t))] for t in texts])
+        return encode(len(calls), texts)
 
-    batcher = nlu.EncodeBatcher(encode)
+    batcher = nlu.EncodeBatcher(held)
     threads, results, errors = _run_concurrently(batcher, [["x"]])
     assert first_started.wait(5)
-    more, more_results, more_errors = _run_concurrently(batcher, [["yy"], ["zzz", "zzzz"], ["wwwww"]])
+    more, more_results, more_errors = _run_concurrently(batcher, queued)
     deadline = time.monotonic() + 5
-    while len(batcher._queue) < 3 and time.monotonic() < deadline:
+    while len(batcher._queue) < len(queued) and time.monotonic() < deadline:
         time.sleep(0.01)
     release.set()
     for t in threads + more:
         t.join(5)
+    return batcher, calls, (results, errors), (more_results, more_errors)
+
+
+def test_turns_that_arrive_while_an_encode_runs_are_encoded_together_and_each_gets_its_own_rows():
+    import numpy as np
+
+    batcher, calls, (results, errors), (more_results, more_errors) = _queued_behind_a_running_encode(
+        lambda n, texts: np.array([[float(len(t))] for t in texts]), [["yy"], ["zzz", "zzzz"], ["wwwww"]]
+    )
     assert not errors and not more_errors
     assert results[0].tolist() == [[1.0]]
     assert more_results[0].tolist() == [[2.0]]
@@ -383,28 +393,12 @@ def test_turns_that_arrive_while_an_encode_runs_are_encoded_together_and_each_ge
 def test_an_encode_that_fails_fails_every_turn_of_its_batch_and_the_next_turn_still_works():
     import numpy as np
 
-    first_started, release = threading.Event(), threading.Event()
-    state = {"n": 0}
-
-    def encode(texts):
-        state["n"] += 1
-        if state["n"] == 1:
-            first_started.set()
-            assert release.wait(5)
-        if state["n"] == 2:
+    def encode(n, texts):
+        if n == 2:
             raise MemoryError("out of memory")
         return np.zeros((len(texts), 1))
 
-    batcher = nlu.EncodeBatcher(encode)
-    threads, _, errors = _run_concurrently(batcher, [["a"]])
-    assert first_started.wait(5)
-    more, _, more_errors = _run_concurrently(batcher, [["b"], ["c"]])
-    deadline = time.monotonic() + 5
-    while len(batcher._queue) < 2 and time.monotonic() < deadline:
-        time.sleep(0.01)
-    release.set()
-    for t in threads + more:
-        t.join(5)
+    batcher, _, (_, errors), (_, more_errors) = _queued_behind_a_running_encode(encode, [["b"], ["c"]])
     assert not errors
     assert sorted(type(e).__name__ for e in more_errors.values()) == ["MemoryError", "MemoryError"]
     assert batcher(["d"]).shape == (1, 1)
