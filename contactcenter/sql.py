@@ -51,6 +51,7 @@ class PreparedLookup:
         if len(self.sentinels) != keys:
             raise ValueError("one sentinel per key")
         self._compiled: dict[tuple[str, str], _Compiled] = {}
+        self._model_cls: type[Model] | None = None
         self._lock = threading.Lock()
 
     def _compile(self, alias: str) -> _Compiled:
@@ -112,11 +113,10 @@ class PreparedLookup:
         return obj
 
     def _model(self) -> type[Model]:
-        model = getattr(self, "_model", None)
-        if model is None:
+        if self._model_cls is None:
             with unscoped(self.reason):
-                model = self._model = self.build(*self.sentinels).model
-        return model
+                self._model_cls = self.build(*self.sentinels).model
+        return self._model_cls
 
     def forget(self) -> None:
         """Drop the compiled SQL (tests that change the schema or the database settings)."""
