@@ -84,6 +84,20 @@ def test_liveness_answers_while_the_database_is_down(client, db, monkeypatch):
     assert client.post("/healthz/live").status_code == 405
 
 
+def test_health_probes_answer_over_plain_http_in_production_while_pages_redirect(client, db, settings):
+    """Load balancers and supervisors probe over plain HTTP inside the network; production redirects the rest."""
+    import json
+
+    read = "import json; from django.conf import settings as s; print(json.dumps(s.SECURE_REDIRECT_EXEMPT))"
+    result = run_manage(PROD_ENV, "shell", "-c", read)
+    assert result.returncode == 0, result.stderr
+    settings.SECURE_SSL_REDIRECT = True
+    settings.SECURE_REDIRECT_EXEMPT = json.loads(result.stdout.strip().splitlines()[-1])
+    assert client.get("/healthz").status_code == 200
+    assert client.get("/healthz/live").status_code == 200
+    assert client.get("/accounts/login/").status_code == 301
+
+
 def test_requests_are_logged_as_json_with_the_tenant(client_for, alice, tenant_a, caplog):
     import logging
 
