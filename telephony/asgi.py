@@ -20,6 +20,9 @@ call's own tenant).
 
 from __future__ import annotations
 
+import asyncio
+import json
+import logging
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -34,6 +37,7 @@ from contactcenter.logging import RequestLogMiddleware
 from tenants.scoping import tenant_scope
 
 WEBHOOK_PREFIX = "/telephony/vonage/"
+logger = logging.getLogger("switchboard.telephony")
 
 
 class WebhookDoor:
@@ -78,6 +82,19 @@ class Lanes:
             self.in_flight[n] -= 1
 
 
+# The view apologises when its own budget ends; the door's backstop waits this much longer for it.
+DOOR_MARGIN_SECONDS = 0.5
+
+
+def _late(task: asyncio.Future) -> None:
+    if task.cancelled():
+        return
+    exc = task.exception()
+    logger.warning(
+        "a webhook the door answered for finished late", extra={"error": repr(exc) if exc is not None else ""}
+    )
+
+
 class WebhookHandler(ASGIHandler):
     """Django's ASGI handler with the webhooks' short, fully async middleware chain and worker lanes."""
 
@@ -86,10 +103,51 @@ class WebhookHandler(ASGIHandler):
         self.lanes = Lanes(lanes or settings.WEBHOOK_THREADS)
 
     async def __call__(self, scope, receive, send):
+        """The request in its lane, with a backstop: if nothing has been answered when the turn's budget
+        (plus a margin for the view's own apology) has passed, the door answers itself, on the event loop,
+        without the database: the apology NCCO (or the neutral answer of a non-call webhook).
+
+        The view's budget covers the view; this covers what runs before it. Django sends request_started
+        on the request's worker thread before calling the view, so when a hanging database held every
+        webhook thread of the process, the next caller's turn waited for one in silence, with no budget
+        running yet."""
         if scope["type"] != "http":
             raise ValueError(f"The webhook door serves HTTP, not {scope['type']}.")
-        async with self.lanes.lane():
-            await self.handle(scope, receive, send)
+        body = bytearray()
+        state = {"started": False, "door": False}
+
+        async def receive_and_keep():
+            message = await receive()
+            if message["type"] == "http.request":
+                body.extend(message.get("body", b""))
+            return message
+
+        async def send_unless_answered(message):
+            if state["door"]:
+                return  # the door answered already; the late turn's response goes nowhere
+            if message["type"] == "http.response.start":
+                state["started"] = True
+            await send(message)
+
+        async def in_lane():
+            async with self.lanes.lane():
+                await self.handle(scope, receive_and_keep, send_unless_answered)
+
+        task = asyncio.ensure_future(in_lane())
+        budget = settings.VONAGE_TURN_BUDGET_SECONDS + DOOR_MARGIN_SECONDS
+        done, _ = await asyncio.wait({task}, timeout=budget)
+        if done or state["started"]:
+            await task
+            return
+        state["door"] = True
+        task.add_done_callback(_late)
+        from telephony.views import door_backstop
+
+        status, payload = door_backstop(scope, bytes(body))
+        content = json.dumps(payload).encode()
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(content)).encode())]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": content, "more_body": False})
 
     def load_middleware(self, is_async=False):
         if not is_async:

@@ -12,6 +12,7 @@ import functools
 import json
 import logging
 from collections.abc import Callable
+from urllib.parse import parse_qsl
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
@@ -44,6 +45,49 @@ def _verify(request: HttpRequest) -> JsonResponse | None:
             {"error": {"code": "unauthorized", "message": f"Signature check failed: {exc.reason}."}}, status=401
         )
     return None
+
+
+def door_backstop(scope: dict, body: bytes) -> tuple[int, object]:
+    """What the webhook door answers when nothing else has within the budget (telephony/asgi.py): runs on
+    the event loop, so no database and no cache. A forged request still gets 401 (the signature is checked;
+    the replay check needs the cache and is skipped: a replayed request gets an apology and changes
+    nothing). A call webhook gets the apology NCCO with the fallback its URL carries; a status event, a
+    recording or a transcription gets its usual neutral answer."""
+    from django.urls import Resolver404, resolve
+
+    headers = {key.decode("latin-1").lower(): value.decode("latin-1") for key, value in scope.get("headers", [])}
+    query: dict[str, str] = {}
+    for key, value in parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True):
+        query[key] = value  # as QueryDict.items(): first position, last value
+    try:
+        verify_request(
+            authorization=headers.get("authorization"),
+            body=body,
+            secret=settings.VONAGE_SIGNATURE_SECRET,
+            api_key=settings.VONAGE_API_KEY or None,
+            max_age_seconds=settings.VONAGE_SIGNATURE_MAX_AGE,
+            query=list(query.items()) if not body else None,
+        )
+    except SignatureError as exc:
+        return 401, {"error": {"code": "unauthorized", "message": f"Signature check failed: {exc.reason}."}}
+    try:
+        match = resolve(scope["path"])
+    except Resolver404:
+        match = None
+    name = match.url_name if match else ""
+    logger.error(
+        "webhook not answered within its budget: the door apologised",
+        extra={"webhook": name, "conversation_id": (match.kwargs if match else {}).get("conversation_id")},
+    )
+    if name == "vonage-event":
+        return 200, {"ok": True}
+    if name in ("vonage-recording", "vonage-transcription"):
+        return 200, []
+    if name == "vonage-input":
+        return 200, services.failure_ncco(
+            fallback_number=query.get("fb", ""), conversation_id=match.kwargs["conversation_id"]
+        )
+    return 200, services.failure_ncco()
 
 
 def _payload(request: HttpRequest) -> dict:

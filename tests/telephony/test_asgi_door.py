@@ -176,3 +176,135 @@ def test_webhook_work_runs_on_long_lived_threads_and_passes_over_a_stuck_one():
     assert waited < 2
     assert names[0] not in names[1:], "no request waited behind the stuck turn"
     assert len(set(names[1:])) == 1 and names[1].startswith("webhook-"), "the same worker thread served them all"
+
+
+def _scope(method: str, path: str, headers: dict) -> dict:
+    path, _, query = path.partition("?")
+    return {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method, "scheme": "http",
+        "path": path, "raw_path": path.encode(), "query_string": query.encode(), "root_path": "",
+        "headers": [(b"host", b"testserver")] + [(k.lower().encode(), v.encode()) for k, v in headers.items()],
+        "client": ("127.0.0.1", 5000), "server": ("testserver", 80),
+    }  # fmt: skip
+
+
+async def _request(app, method: str, path: str, body: bytes, headers: dict) -> dict:
+    """One request through ``app`` on the running loop; returns status, body and when its body left."""
+    started = time.monotonic()
+    out: dict = {"body": b"", "messages": 0}
+    done = asyncio.Event()
+    received = False
+
+    async def receive():
+        nonlocal received
+        if not received:
+            received = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        await asyncio.Event().wait()
+
+    async def send(message):
+        out["messages"] += 1
+        if message["type"] == "http.response.start":
+            out["status"] = message["status"]
+        elif message["type"] == "http.response.body":
+            out["body"] += message.get("body", b"")
+            if not message.get("more_body"):
+                out["after"] = time.monotonic() - started
+                done.set()
+
+    task = asyncio.ensure_future(app(_scope(method, path, headers), receive, send))
+    await asyncio.wait_for(done.wait(), 8)
+    out["task"] = task
+    return out
+
+
+@pytest.mark.django_db(transaction=True)
+def test_when_every_webhook_thread_is_stuck_the_next_caller_still_hears_the_apology_in_time(
+    client,
+    line,  # noqa: F811
+    monkeypatch,
+):
+    """A hanging database can hold every webhook thread of a process; the next turn must not wait for one
+    (Django's own request_started signal runs on that thread before the view's budget even starts)."""
+    from contactcenter.asgi import django_asgi_app
+    from telephony.asgi import http_router
+
+    first = ncco_of(answer(client))
+    monkeypatch.setattr(settings, "VONAGE_TURN_BUDGET_SECONDS", 0.3)
+    unstuck = threading.Event()
+
+    def stuck(*args, **kwargs):
+        unstuck.wait(10)
+        raise DatabaseError("the database came back too late")
+
+    monkeypatch.setattr("telephony.services.run_turn", stuck)
+    app = http_router(django_asgi_app)  # its own webhook threads
+    url = input_url(first)
+
+    async def main():
+        holding = [
+            asyncio.ensure_future(_request(app, "POST", url, *signed(speech(f"is there parking {n}"))))
+            for n in range(settings.WEBHOOK_THREADS)
+        ]
+        await asyncio.sleep(0.1)  # every thread is now inside a stuck turn
+        late = await _request(app, "POST", url, *signed(speech("hello?")))
+        unforged = await _request(app, "POST", url, b"{}", {"content-type": "application/json"})
+        unstuck.set()
+        held = await asyncio.gather(*holding)
+        for response in [*held, late, unforged]:
+            await response["task"]
+        return held, late, unforged
+
+    try:
+        held, late, unforged = asyncio.run(main())
+    finally:
+        unstuck.set()
+    for response in [*held, late]:
+        ncco = json.loads(response["body"])
+        validate_ncco(ncco)
+        assert "sorry" in talk_text(ncco).lower()
+        assert next(a for a in ncco if a["action"] == "connect")["endpoint"][0]["number"] == "15555550199"
+    assert late["after"] < 2, f"the caller waited {late['after']:.1f} s in silence"
+    assert late["messages"] == 2, "one response, not a second one when the stuck turn ends"
+    assert unforged["status"] == 401, "an unsigned request is refused, also while the threads are stuck"
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "payload", "expected"),
+    [
+        ("POST", "/telephony/vonage/event", {"uuid": "u", "status": "completed"}, {"ok": True}),
+        ("POST", "/telephony/vonage/recording/7/", {"recording_url": "https://x/r"}, []),
+        ("POST", "/telephony/vonage/transcription/7/", {"status": "ok"}, []),
+        ("POST", "/telephony/vonage/input/7/?fb=%2B15555550199", {"speech": {}}, "apology+fallback"),
+        ("GET", "/telephony/vonage/answer?to=15555550100&from=15555550123&uuid=u", None, "apology"),
+        ("POST", "/telephony/vonage/fallback", {"reason": "timeout"}, "apology"),
+    ],
+)
+def test_the_doors_backstop_answers_each_webhook_as_its_view_would_on_failure(method, path, payload, expected):
+    from urllib.parse import urlsplit
+
+    from telephony.views import door_backstop
+
+    parts = urlsplit(path)
+    if payload is None:
+        body = b""
+        query = dict(p.split("=", 1) for p in parts.query.split("&"))
+        authorization = sign_request(body=b"", secret=settings.VONAGE_SIGNATURE_SECRET, query=query)
+    else:
+        body = json.dumps(payload).encode()
+        authorization = sign_request(body=body, secret=settings.VONAGE_SIGNATURE_SECRET)
+    scope = _scope(method, path, {"authorization": authorization})
+    status, answer_ = door_backstop(scope, body)
+    assert status == 200
+    if isinstance(expected, str):
+        validate_ncco(answer_)
+        assert "sorry" in talk_text(answer_).lower()
+        connect = [a for a in answer_ if a["action"] == "connect"]
+        if expected == "apology+fallback":
+            assert connect[0]["endpoint"][0]["number"] == "15555550199"
+        else:
+            assert not connect
+    else:
+        assert answer_ == expected
+    forged = _scope(method, path, {"authorization": "Bearer not-a-jwt"})
+    assert door_backstop(forged, body)[0] == 401
