@@ -17,51 +17,62 @@ from telephony.signing import sign_request
 from tests.telephony.test_webhooks import NUMBER, answer, input_url, line, ncco_of, speech, talk_text  # noqa: F401
 
 
-def asgi(method: str, path: str, *, body: bytes = b"", headers: dict | None = None, host: str = "testserver",
-         scheme: str = "http", after_send=None, app=None) -> dict:  # fmt: skip
-    """One request through contactcenter.asgi.application, as daphne sends it. Returns status, headers, body
-    and how long after the start the response body left (`after`)."""
-    from contactcenter.asgi import application
-
+def _scope(method: str, path: str, headers: dict, *, host: str = "testserver", scheme: str = "http") -> dict:
     path, _, query = path.partition("?")
-    scope = {
+    return {
         "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method, "scheme": scheme,
         "path": path, "raw_path": path.encode(), "query_string": query.encode(), "root_path": "",
-        "headers": [(b"host", host.encode())] + [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()],
+        "headers": [(b"host", host.encode())] + [(k.lower().encode(), v.encode()) for k, v in headers.items()],
         "client": ("127.0.0.1", 5000), "server": (host, 80),
     }  # fmt: skip
-    out: dict = {"body": b"", "headers": {}}
+
+
+async def _request(app, method: str, path: str, body: bytes, headers: dict, **where) -> dict:
+    """One request through ``app`` on the running loop, as daphne sends it. Returns status, headers, body,
+    the number of messages sent, when the body left (``after``) and the app's task (still running)."""
+    started = time.monotonic()
+    out: dict = {"body": b"", "headers": {}, "messages": 0}
+    done = asyncio.Event()
+    received = False
+
+    async def receive():
+        nonlocal received
+        if not received:
+            received = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        await asyncio.Event().wait()
+
+    async def send(message):
+        out["messages"] += 1
+        if message["type"] == "http.response.start":
+            out["status"] = message["status"]
+            out["headers"] = {k.decode().lower(): v.decode() for k, v in message["headers"]}
+        elif message["type"] == "http.response.body":
+            out["body"] += message.get("body", b"")
+            if not message.get("more_body"):
+                out["after"] = time.monotonic() - started
+                done.set()
+
+    task = asyncio.ensure_future(app(_scope(method, path, headers, **where), receive, send))
+    await asyncio.wait_for(done.wait(), 8)
+    out["task"] = task
+    return out
+
+
+def asgi(method: str, path: str, *, body: bytes = b"", headers: dict | None = None, host: str = "testserver",
+         scheme: str = "http", after_send=None, app=None) -> dict:  # fmt: skip
+    """One request through contactcenter.asgi.application (or ``app``), to its end; ``after_send`` runs once
+    the response has left."""
+    from contactcenter.asgi import application
 
     async def run():
-        started = time.monotonic()
-        body_sent = asyncio.Event()
-        received = False
-
-        async def receive():
-            nonlocal received
-            if not received:
-                received = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            await asyncio.Event().wait()
-
-        async def send(message):
-            if message["type"] == "http.response.start":
-                out["status"] = message["status"]
-                out["headers"] = {k.decode().lower(): v.decode() for k, v in message["headers"]}
-            elif message["type"] == "http.response.body":
-                out["body"] += message.get("body", b"")
-                if not message.get("more_body"):
-                    out["after"] = time.monotonic() - started
-                    body_sent.set()
-
-        running = asyncio.ensure_future((app or application)(scope, receive, send))
-        await asyncio.wait_for(body_sent.wait(), 8)
+        out = await _request(app or application, method, path, body, headers or {}, host=host, scheme=scheme)
         if after_send:
             after_send()
-        await running
+        await out.pop("task")
+        return out
 
-    asyncio.run(run())
-    return out
+    return asyncio.run(run())
 
 
 def signed(payload: dict) -> tuple[bytes, dict]:
@@ -72,12 +83,9 @@ def signed(payload: dict) -> tuple[bytes, dict]:
     }
 
 
-@pytest.mark.django_db(transaction=True)
-def test_a_stuck_turn_is_apologised_for_within_the_budget_not_when_it_ends(client, line, monkeypatch):  # noqa: F811
-    """The turn's own thread is still stuck when the budget runs out: the apology must not wait for it
-    (the caller would hear silence until the database or the engine came back)."""
-    first = ncco_of(answer(client))
-    monkeypatch.setattr(settings, "VONAGE_TURN_BUDGET_SECONDS", 0.2)
+def _turns_hang(monkeypatch, *, budget: float) -> threading.Event:
+    """Every caller turn hangs (as on a hung database) until the returned event is set; the budget shrinks."""
+    monkeypatch.setattr(settings, "VONAGE_TURN_BUDGET_SECONDS", budget)
     unstuck = threading.Event()
 
     def stuck(*args, **kwargs):
@@ -85,6 +93,15 @@ def test_a_stuck_turn_is_apologised_for_within_the_budget_not_when_it_ends(clien
         raise DatabaseError("the database came back too late")
 
     monkeypatch.setattr("telephony.services.run_turn", stuck)
+    return unstuck
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_stuck_turn_is_apologised_for_within_the_budget_not_when_it_ends(client, line, monkeypatch):  # noqa: F811
+    """The turn's own thread is still stuck when the budget runs out: the apology must not wait for it
+    (the caller would hear silence until the database or the engine came back)."""
+    first = ncco_of(answer(client))
+    unstuck = _turns_hang(monkeypatch, budget=0.2)
     body, headers = signed(speech("is there parking"))
     try:
         response = asgi("POST", input_url(first), body=body, headers=headers, after_send=unstuck.set)
@@ -178,46 +195,6 @@ def test_webhook_work_runs_on_long_lived_threads_and_passes_over_a_stuck_one():
     assert len(set(names[1:])) == 1 and names[1].startswith("webhook-"), "the same worker thread served them all"
 
 
-def _scope(method: str, path: str, headers: dict) -> dict:
-    path, _, query = path.partition("?")
-    return {
-        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method, "scheme": "http",
-        "path": path, "raw_path": path.encode(), "query_string": query.encode(), "root_path": "",
-        "headers": [(b"host", b"testserver")] + [(k.lower().encode(), v.encode()) for k, v in headers.items()],
-        "client": ("127.0.0.1", 5000), "server": ("testserver", 80),
-    }  # fmt: skip
-
-
-async def _request(app, method: str, path: str, body: bytes, headers: dict) -> dict:
-    """One request through ``app`` on the running loop; returns status, body and when its body left."""
-    started = time.monotonic()
-    out: dict = {"body": b"", "messages": 0}
-    done = asyncio.Event()
-    received = False
-
-    async def receive():
-        nonlocal received
-        if not received:
-            received = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        await asyncio.Event().wait()
-
-    async def send(message):
-        out["messages"] += 1
-        if message["type"] == "http.response.start":
-            out["status"] = message["status"]
-        elif message["type"] == "http.response.body":
-            out["body"] += message.get("body", b"")
-            if not message.get("more_body"):
-                out["after"] = time.monotonic() - started
-                done.set()
-
-    task = asyncio.ensure_future(app(_scope(method, path, headers), receive, send))
-    await asyncio.wait_for(done.wait(), 8)
-    out["task"] = task
-    return out
-
-
 @pytest.mark.django_db(transaction=True)
 def test_when_every_webhook_thread_is_stuck_the_next_caller_still_hears_the_apology_in_time(
     client,
@@ -230,14 +207,7 @@ def test_when_every_webhook_thread_is_stuck_the_next_caller_still_hears_the_apol
     from telephony.asgi import http_router
 
     first = ncco_of(answer(client))
-    monkeypatch.setattr(settings, "VONAGE_TURN_BUDGET_SECONDS", 0.3)
-    unstuck = threading.Event()
-
-    def stuck(*args, **kwargs):
-        unstuck.wait(10)
-        raise DatabaseError("the database came back too late")
-
-    monkeypatch.setattr("telephony.services.run_turn", stuck)
+    unstuck = _turns_hang(monkeypatch, budget=0.3)
     app = http_router(django_asgi_app)  # its own webhook threads
     url = input_url(first)
 
