@@ -12,12 +12,11 @@ import functools
 import json
 import logging
 from collections.abc import Callable
-from urllib.parse import parse_qsl
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import connections
-from django.http import HttpRequest, JsonResponse
+from django.http import HttpRequest, JsonResponse, QueryDict
 from django.views.decorators.csrf import csrf_exempt
 
 from contactcenter.logging import bound
@@ -28,23 +27,35 @@ logger = logging.getLogger("switchboard.telephony")
 _replay_store = CacheReplayStore()
 
 
-def _verify(request: HttpRequest) -> JsonResponse | None:
+def _signature_refusal(
+    *, authorization: str | None, body: bytes, query: list, path: str, replay_store=None
+) -> dict | None:
+    """The 401 body for an unsigned, forged (or, with a replay store, replayed) webhook; None when signed."""
     try:
         verify_request(
-            authorization=request.headers.get("Authorization"),
-            body=request.body,
+            authorization=authorization,
+            body=body,
             secret=settings.VONAGE_SIGNATURE_SECRET,
             api_key=settings.VONAGE_API_KEY or None,
             max_age_seconds=settings.VONAGE_SIGNATURE_MAX_AGE,
-            query=list(request.GET.items()) if not request.body else None,
-            replay_store=_replay_store,
+            query=query if not body else None,
+            replay_store=replay_store,
         )
     except SignatureError as exc:
-        logger.warning("rejected an unsigned or forged webhook", extra={"path": request.path, "reason": exc.reason})
-        return JsonResponse(
-            {"error": {"code": "unauthorized", "message": f"Signature check failed: {exc.reason}."}}, status=401
-        )
+        logger.warning("rejected an unsigned or forged webhook", extra={"path": path, "reason": exc.reason})
+        return {"error": {"code": "unauthorized", "message": f"Signature check failed: {exc.reason}."}}
     return None
+
+
+def _verify(request: HttpRequest) -> JsonResponse | None:
+    refusal = _signature_refusal(
+        authorization=request.headers.get("Authorization"),
+        body=request.body,
+        query=list(request.GET.items()),
+        path=request.path,
+        replay_store=_replay_store,
+    )
+    return JsonResponse(refusal, status=401) if refusal else None
 
 
 def door_backstop(scope: dict, body: bytes) -> tuple[int, object]:
@@ -56,20 +67,12 @@ def door_backstop(scope: dict, body: bytes) -> tuple[int, object]:
     from django.urls import Resolver404, resolve
 
     headers = {key.decode("latin-1").lower(): value.decode("latin-1") for key, value in scope.get("headers", [])}
-    query: dict[str, str] = {}
-    for key, value in parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True):
-        query[key] = value  # as QueryDict.items(): first position, last value
-    try:
-        verify_request(
-            authorization=headers.get("authorization"),
-            body=body,
-            secret=settings.VONAGE_SIGNATURE_SECRET,
-            api_key=settings.VONAGE_API_KEY or None,
-            max_age_seconds=settings.VONAGE_SIGNATURE_MAX_AGE,
-            query=list(query.items()) if not body else None,
-        )
-    except SignatureError as exc:
-        return 401, {"error": {"code": "unauthorized", "message": f"Signature check failed: {exc.reason}."}}
+    query = QueryDict(scope.get("query_string", b""))  # what request.GET would be
+    refusal = _signature_refusal(
+        authorization=headers.get("authorization"), body=body, query=list(query.items()), path=scope["path"]
+    )
+    if refusal:
+        return 401, refusal
     try:
         match = resolve(scope["path"])
     except Resolver404:
