@@ -118,11 +118,6 @@ class PreparedLookup:
                 self._model_cls = self.build(*self.sentinels).model
         return self._model_cls
 
-    def forget(self) -> None:
-        """Drop the compiled SQL (tests that change the schema or the database settings)."""
-        with self._lock:
-            self._compiled.clear()
-
 
 def _insert_parts(obj: Model, connection) -> tuple[str, list[Any]]:
     meta = obj._meta
