@@ -10,8 +10,8 @@ from there. For the webhooks that had two costs:
 - **Time on every turn.** Two extra thread switches and ten middlewares that do nothing for a machine
   client: no cookie, no session, no user, no CSRF (the JWT is the authentication).
 
-Here a webhook runs on the event loop until its one hop to a worker thread (signature check and turn),
-so the budget holds: the apology leaves when the budget ends, whatever the stuck thread is doing. What the
+Here a webhook runs on the event loop until its one hop to a worker thread (signature check and turn,
+with Django's request signals; see WebhookHandler), so the budget holds: the apology leaves when the budget ends, whatever the stuck thread is doing. What the
 chain did that still matters is kept: the request log line and X-Request-ID, ALLOWED_HOSTS (400), the
 security middleware's HTTPS redirect and headers (pure checks, no I/O, run in place), an error page
 instead of a traceback, and the empty tenant scope anonymous requests get (the services enter the
@@ -21,43 +21,28 @@ call's own tenant).
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import logging
+import time
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 
-from asgiref.sync import ThreadSensitiveContext, markcoroutinefunction
+from asgiref.sync import ThreadSensitiveContext, iscoroutinefunction, sync_to_async
 from django.conf import settings
+from django.core import signals
 from django.core.handlers.asgi import ASGIHandler
-from django.core.handlers.exception import convert_exception_to_response
+from django.core.handlers.exception import convert_exception_to_response, response_for_exception
+from django.http import HttpResponseBadRequest
 from django.middleware.security import SecurityMiddleware
+from django.urls import get_resolver
 
-from contactcenter.logging import RequestLogMiddleware
+from contactcenter.logging import RequestLogMiddleware, bound
 from tenants.scoping import tenant_scope
 
 WEBHOOK_PREFIX = "/telephony/vonage/"
 logger = logging.getLogger("switchboard.telephony")
-
-
-class WebhookDoor:
-    """Async only: host check, HTTPS redirect and security headers, empty tenant scope."""
-
-    sync_capable = False
-    async_capable = True
-
-    def __init__(self, get_response):
-        self.get_response = get_response
-        self.security = SecurityMiddleware(get_response)  # its checks only; never called as a middleware
-        markcoroutinefunction(self)
-
-    async def __call__(self, request):
-        request.get_host()  # DisallowedHost answers 400, as for every other request
-        if redirect := self.security.process_request(request):
-            return redirect
-        with tenant_scope([]):
-            response = await self.get_response(request)
-        return self.security.process_response(request, response)
 
 
 class Lanes:
@@ -96,31 +81,35 @@ def _late(task: asyncio.Future) -> None:
 
 
 class WebhookHandler(ASGIHandler):
-    """Django's ASGI handler with the webhooks' short, fully async middleware chain and worker lanes."""
+    """The webhooks' door: a short, fully async path from daphne to the webhook views, in worker lanes.
+
+    A webhook needs none of Django's per-request machinery around its view (the body spooled to a temporary
+    file, a task listening for disconnects, the request signals each sent from a thread hop of their own,
+    the middleware chain's wrappers): the door reads the body, checks what the middleware chain checked
+    (host, HTTPS redirect, security headers), resolves the view and awaits it. The view's own one hop to a
+    worker thread carries the request signals (``telephony.views._in_hop``), so a turn costs one thread
+    switch and back. Anything under the prefix that is not an async webhook view goes through Django's
+    handler as before, with this door's short middleware chain."""
 
     def __init__(self, lanes: int | None = None):
         super().__init__()
         self.lanes = Lanes(lanes or settings.WEBHOOK_THREADS)
+        self.security = SecurityMiddleware(lambda request: None)  # its checks only; never called
+        self.resolver = get_resolver()
 
     async def __call__(self, scope, receive, send):
         """The request in its lane, with a backstop: if nothing has been answered when the turn's budget
         (plus a margin for the view's own apology) has passed, the door answers itself, on the event loop,
         without the database: the apology NCCO (or the neutral answer of a non-call webhook).
 
-        The view's budget covers the view; this covers what runs before it. Django sends request_started
-        on the request's worker thread before calling the view, so when a hanging database held every
-        webhook thread of the process, the next caller's turn waited for one in silence, with no budget
-        running yet."""
+        The view's budget covers the view; this covers what runs before it (a request waiting for a free
+        worker thread when a hanging database holds all of them)."""
         if scope["type"] != "http":
             raise ValueError(f"The webhook door serves HTTP, not {scope['type']}.")
-        body = bytearray()
+        body = await _read_body(receive)
+        if body is None:
+            return  # the client went away before sending its body
         state = {"started": False, "door": False}
-
-        async def receive_and_keep():
-            message = await receive()
-            if message["type"] == "http.request":
-                body.extend(message.get("body", b""))
-            return message
 
         async def send_unless_answered(message):
             if state["door"]:
@@ -131,7 +120,7 @@ class WebhookHandler(ASGIHandler):
 
         async def in_lane():
             async with self.lanes.lane():
-                await self.handle(scope, receive_and_keep, send_unless_answered)
+                await self.respond(scope, body, send_unless_answered)
 
         task = asyncio.ensure_future(in_lane())
         budget = settings.VONAGE_TURN_BUDGET_SECONDS + DOOR_MARGIN_SECONDS
@@ -143,11 +132,51 @@ class WebhookHandler(ASGIHandler):
         task.add_done_callback(_late)
         from telephony.views import door_backstop
 
-        status, payload = door_backstop(scope, bytes(body))
+        status, payload = door_backstop(scope, body)
         content = json.dumps(payload).encode()
         headers = [(b"content-type", b"application/json"), (b"content-length", str(len(content)).encode())]
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": content, "more_body": False})
+
+    async def respond(self, scope, body: bytes, send) -> None:
+        request = None
+        request_id, start = None, time.perf_counter()
+        try:
+            request = self.request_class(scope, io.BytesIO(body))
+            request_id, start = RequestLogMiddleware._begin(request)
+            with bound(request_id=request_id), tenant_scope([]):
+                response = await self.get_webhook_response(request)
+        except Exception as exc:  # noqa: BLE001 - answered as Django answers it (400, 413, 500 page)
+            if request is None:  # not even a request: undecodable headers or the like
+                response = HttpResponseBadRequest()
+            else:
+                response = await sync_to_async(response_for_exception, thread_sensitive=False)(request, exc)
+        if request is not None:
+            response = RequestLogMiddleware._end(request, response, request_id, start)
+        await self.send_response(response, send)
+        # Not response.close(): it would send request_finished from another hop, and the view's hop has sent
+        # it already (a JsonResponse holds nothing else to close). A response from Django's handler (below)
+        # was closed there.
+
+    async def get_webhook_response(self, request):
+        request.get_host()  # DisallowedHost answers 400, as for every other request
+        if redirect := self.security.process_request(request):
+            return self.security.process_response(request, redirect)
+        match = self.resolver.resolve(request.path_info)  # Resolver404 answers 404
+        if not iscoroutinefunction(match.func):
+            response = await self.full_handler(request)
+        else:
+            request.resolver_match = match
+            request.door_signals = True  # the view's hop sends request_started / request_finished
+            response = await match.func(request, *match.args, **match.kwargs)
+        return self.security.process_response(request, response)
+
+    async def full_handler(self, request):
+        """Django's own path (request signals, view middleware, response close) for anything else here."""
+        await signals.request_started.asend(sender=self.__class__, scope=request.scope)
+        response = await self.get_response_async(request)
+        await sync_to_async(response.close)()
+        return response
 
     def load_middleware(self, is_async=False):
         if not is_async:
@@ -155,10 +184,20 @@ class WebhookHandler(ASGIHandler):
         self._view_middleware = []
         self._template_response_middleware = []
         self._exception_middleware = []
-        handler = convert_exception_to_response(self._get_response_async)
-        handler = convert_exception_to_response(WebhookDoor(handler))
-        handler = convert_exception_to_response(RequestLogMiddleware(handler))
-        self._middleware_chain = handler
+        self._middleware_chain = convert_exception_to_response(self._get_response_async)
+
+
+async def _read_body(receive) -> bytes | None:
+    """The whole request body (webhooks are small: Django's size limit applies when the view reads it), or
+    None when the client disconnected first."""
+    chunks = []
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return b"".join(chunks)
 
 
 def http_router(django_app):

@@ -15,6 +15,7 @@ from collections.abc import Callable
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.core import signals
 from django.db import connections
 from django.http import HttpRequest, JsonResponse, QueryDict
 from django.views.decorators.csrf import csrf_exempt
@@ -103,6 +104,28 @@ def _payload(request: HttpRequest) -> dict:
     return data if isinstance(data, dict) else {}
 
 
+def _in_hop(request: HttpRequest, fn: Callable[[], object]) -> Callable[[], object]:
+    """``fn`` as the view's one hop to a worker thread runs it. Through the webhook door (telephony/asgi.py)
+    the hop also sends Django's request_started and request_finished, whose receivers look after the
+    thread's database connection (closed when too old or broken): Django's handler sends each from a
+    thread hop of its own, and the door spares the turn those two."""
+    if not getattr(request, "door_signals", False):
+        return fn
+
+    def with_request_signals():
+        signals.request_started.send(sender=WebhookSignals, scope=request.scope)
+        try:
+            return fn()
+        finally:
+            signals.request_finished.send(sender=WebhookSignals)
+
+    return with_request_signals
+
+
+class WebhookSignals:
+    """The sender of the request signals a webhook's hop sends."""
+
+
 async def _guarded(
     request: HttpRequest, name: str, work: Callable[[], list | None], on_failure: Callable[[], list], **log
 ) -> JsonResponse:
@@ -118,9 +141,19 @@ async def _guarded(
 
     # Not asyncio.wait_for: cancelling sync_to_async waits for the thread to finish, so a turn stuck on the
     # database would keep the caller in silence until it came back. The stuck work is left to finish alone.
-    task = asyncio.ensure_future(sync_to_async(signed_work)())
+    task = asyncio.ensure_future(sync_to_async(_in_hop(request, signed_work))())
     done, _ = await asyncio.wait({task}, timeout=settings.VONAGE_TURN_BUDGET_SECONDS)
     if not done:
+        # The stuck work may not have checked the signature yet: a forgery still gets its 401 (checked here,
+        # on the event loop; the replay check needs the cache and is left to the stuck work).
+        if refusal := _signature_refusal(
+            authorization=request.headers.get("Authorization"),
+            body=request.body,
+            query=list(request.GET.items()),
+            path=request.path,
+        ):
+            task.add_done_callback(functools.partial(_finished_late, name=name, log=log))
+            return JsonResponse(refusal, status=401)
         logger.error("webhook over its time budget; apologised", extra={"webhook": name, **log})
         task.add_done_callback(functools.partial(_finished_late, name=name, log=log))
         # The request's own thread is still busy with the stuck work: apologise from another one.
@@ -265,4 +298,4 @@ async def event(request: HttpRequest):
             logger.exception("could not apply a call event", extra={"vonage_uuid": payload.get("uuid")})
         return None
 
-    return await sync_to_async(signed_event)() or JsonResponse({"ok": True})
+    return await sync_to_async(_in_hop(request, signed_event))() or JsonResponse({"ok": True})

@@ -137,6 +137,44 @@ def test_a_call_through_the_webhook_door_is_answered_and_logged(line, caplog):  
 
 
 @pytest.mark.django_db(transaction=True)
+def test_a_webhook_sends_the_request_signals_once_from_the_thread_that_uses_the_database(line):  # noqa: F811
+    """request_started / request_finished close a worker thread's database connection when it is too old or
+    broken; the door sends them from the view's own hop (the thread the turn's queries run on), once each."""
+    from django.core import signals
+
+    seen: list[tuple[str, str]] = []
+
+    def started(**kwargs):
+        seen.append(("started", threading.current_thread().name))
+
+    def finished(**kwargs):
+        seen.append(("finished", threading.current_thread().name))
+
+    signals.request_started.connect(started)
+    signals.request_finished.connect(finished)
+    try:
+        body, headers = signed({"uuid": "nobody", "status": "ringing"})
+        assert asgi("POST", "/telephony/vonage/event", body=body, headers=headers)["status"] == 200
+        forged = asgi("POST", "/telephony/vonage/event", body=body, headers={**headers, "authorization": "Bearer x"})
+        assert forged["status"] == 401
+    finally:
+        signals.request_started.disconnect(started)
+        signals.request_finished.disconnect(finished)
+    assert [kind for kind, _ in seen] == ["started", "finished"] * 2
+    assert all(name.startswith("webhook-") for _, name in seen), seen
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_webhook_door_answers_bad_requests_with_a_clear_4xx(line, settings):  # noqa: F811
+    unknown = asgi("POST", "/telephony/vonage/nowhere", body=b"{}", headers={"content-type": "application/json"})
+    assert unknown["status"] == 404
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1000
+    body, headers = signed({"uuid": "x", "status": "ringing", "padding": "x" * 2000})
+    too_big = asgi("POST", "/telephony/vonage/event", body=body, headers=headers)
+    assert too_big["status"] == 400 and "x-request-id" in too_big["headers"]
+
+
+@pytest.mark.django_db(transaction=True)
 def test_the_webhook_door_refuses_forgeries_unknown_hosts_and_plain_http_when_https_is_required(line, settings):  # noqa: F811
     body, headers = signed({"uuid": "x", "status": "ringing"})
     forged = asgi("POST", "/telephony/vonage/event", body=body, headers={**headers, "authorization": "Bearer nope"})

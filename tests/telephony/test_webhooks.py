@@ -299,6 +299,52 @@ def test_a_caller_turn_stays_within_its_query_budget(client, line, django_assert
     assert "nlu_model" not in select and '"definition"' not in select, select
 
 
+@pytest.mark.postgres
+def test_a_caller_turn_updates_its_conversation_in_place_without_new_index_entries(client, line):
+    """Every turn rewrites the conversation's row (its state). PostgreSQL can do that as a HOT update, with
+    no new entry in any of the table's indexes, as long as no indexed column changes and the page has room
+    (the table keeps 30% of each page free)."""
+    first = ncco_of(answer(client))
+    ncco_of(signed_post(client, input_url(first), speech("is there parking")))
+    table = Conversation._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_stat_get_xact_tuples_updated(%s::regclass), pg_stat_get_xact_tuples_hot_updated(%s::regclass)",
+            [table, table],
+        )
+        updated_before, hot_before = cursor.fetchone()
+    for said in ("when are you open", "is there parking"):
+        ncco_of(signed_post(client, input_url(first), speech(said)))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_stat_get_xact_tuples_updated(%s::regclass), pg_stat_get_xact_tuples_hot_updated(%s::regclass)",
+            [table, table],
+        )
+        updated, hot = cursor.fetchone()
+    assert updated > updated_before, "the turns updated the conversation"
+    assert hot - hot_before == updated - updated_before, "every one of those updates was HOT"
+
+
+@pytest.mark.postgres
+def test_the_conversations_table_keeps_room_in_its_pages_for_those_updates(db):
+    import importlib
+
+    from django.apps import apps
+
+    migration = importlib.import_module("conversations.migrations.0003_turn_index_and_hot_updates")
+    table = Conversation._meta.db_table
+    with connection.schema_editor(atomic=False) as editor:
+        migration.set_fillfactor(apps, editor)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT reloptions FROM pg_class WHERE relname = %s", [table])
+        assert cursor.fetchone()[0] == ["fillfactor=70"]
+    with connection.schema_editor(atomic=False) as editor:
+        migration.reset_fillfactor(apps, editor)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT reloptions FROM pg_class WHERE relname = %s", [table])
+        assert cursor.fetchone()[0] is None
+
+
 def test_the_answer_webhook_does_not_read_the_trained_model_of_a_compiled_script(
     client, line, django_assert_max_num_queries
 ):
