@@ -24,6 +24,7 @@ import asyncio
 import io
 import json
 import logging
+import threading
 import time
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
@@ -34,6 +35,7 @@ from django.conf import settings
 from django.core import signals
 from django.core.handlers.asgi import ASGIHandler
 from django.core.handlers.exception import convert_exception_to_response, response_for_exception
+from django.db import connections
 from django.http import HttpResponseBadRequest
 from django.middleware.security import SecurityMiddleware
 from django.urls import get_resolver
@@ -53,7 +55,10 @@ class Lanes:
     and at 50 calls in progress that was 25 threads per process taking turns at the GIL."""
 
     def __init__(self, size: int):
-        self.executors = [ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"webhook-{n}") for n in range(size)]
+        self.executors = [
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"webhook-{n}", initializer=_mark_lane)
+            for n in range(size)
+        ]
         self.in_flight = [0] * size  # touched on the event loop only
 
     @asynccontextmanager
@@ -65,6 +70,34 @@ class Lanes:
                 yield
         finally:
             self.in_flight[n] -= 1
+
+
+# A lane thread keeps its database connection from one webhook to the next for this long (then gives it
+# back: to the pool in production, where each web process's lanes hold WEBHOOK_THREADS of its connections).
+LANE_CONNECTION_SECONDS = 60.0
+_lane = threading.local()
+
+
+def _mark_lane() -> None:
+    _lane.active = True
+
+
+def keep_lane_connections() -> None:
+    """On a lane thread, keep this thread's database connections for the next webhook.
+
+    With the production pool (CONN_MAX_AGE 0) Django hands a request's connection back at its end and the
+    next request borrows one again: on a webhook that was a few percent of the server's time. Lane threads
+    live as long as the process, so they may keep theirs; Django still closes one that has failed (its
+    ``errors_occurred`` check at request end) or has been kept for LANE_CONNECTION_SECONDS. Other threads
+    (pages, the apology's spare thread) keep Django's behaviour."""
+    if not getattr(_lane, "active", False):
+        return
+    deadline = time.monotonic() + LANE_CONNECTION_SECONDS
+    for conn in connections.all(initialized_only=True):
+        # Once per connection (a new one after Django closed the last): given back when the deadline passes.
+        if conn.connection is not None and getattr(conn, "lane_kept", None) is not conn.connection:
+            conn.close_at = deadline if conn.close_at is None else max(conn.close_at, deadline)
+            conn.lane_kept = conn.connection
 
 
 # The view apologises when its own budget ends; the door's backstop waits this much longer for it.

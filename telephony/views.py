@@ -113,10 +113,13 @@ def _in_hop(request: HttpRequest, fn: Callable[[], object]) -> Callable[[], obje
         return fn
 
     def with_request_signals():
+        from telephony.asgi import keep_lane_connections
+
         signals.request_started.send(sender=WebhookSignals, scope=request.scope)
         try:
             return fn()
         finally:
+            keep_lane_connections()
             signals.request_finished.send(sender=WebhookSignals)
 
     return with_request_signals

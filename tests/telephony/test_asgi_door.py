@@ -164,6 +164,34 @@ def test_a_webhook_sends_the_request_signals_once_from_the_thread_that_uses_the_
     assert all(name.startswith("webhook-") for _, name in seen), seen
 
 
+@pytest.mark.postgres  # SQLite's in-memory test database is never closed
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize(("kept_for", "connects"), [(60.0, 1), (0.0, 3)])
+def test_a_webhook_thread_keeps_its_database_connection_for_the_next_webhook(line, monkeypatch, kept_for, connects):  # noqa: F811
+    """Borrowing a connection for every webhook and giving it back cost a few percent of a turn; the long-lived
+    webhook threads keep theirs for LANE_CONNECTION_SECONDS, then give it back (the next one borrows anew)."""
+    from django.db.backends.signals import connection_created
+
+    from telephony import asgi as door
+
+    monkeypatch.setattr(door, "LANE_CONNECTION_SECONDS", kept_for)
+    app = WebhookHandler(lanes=1)
+    opened: list[str] = []
+
+    def created(**kwargs):
+        opened.append(threading.current_thread().name)
+
+    connection_created.connect(created)
+    try:
+        for n in range(3):
+            body, headers = signed({"uuid": f"nobody-{n}", "status": "ringing"})
+            assert asgi("POST", "/telephony/vonage/event", body=body, headers=headers, app=app)["status"] == 200
+    finally:
+        connection_created.disconnect(created)
+    assert len(opened) == connects, opened
+    assert all(name.startswith("webhook-") for name in opened)
+
+
 @pytest.mark.django_db(transaction=True)
 def test_the_webhook_door_answers_bad_requests_with_a_clear_4xx(line, settings):  # noqa: F811
     unknown = asgi("POST", "/telephony/vonage/nowhere", body=b"{}", headers={"content-type": "application/json"})
