@@ -28,7 +28,7 @@ from agents.services import (
     escalation_leg_started,
     escalation_requeue,
 )
-from conversations.models import Conversation
+from conversations.models import Conversation, Outcome
 from tenants.scoping import tenant_scope, unscoped
 
 logger = logging.getLogger("switchboard.agents.voice")
@@ -64,7 +64,11 @@ def on_conversation_escalated(conversation: Conversation, transfer_action_json: 
 
 def on_conversation_ended(conversation: Conversation) -> None:
     """The caller hung up: an escalation nobody is talking to yet is abandoned (and a ringing agent leg,
-    whose conversation is now empty, is hung up)."""
+    whose conversation is now empty, is hung up). A call the AI handled alone has nothing to abandon: the
+    handover that creates an escalation sets the conversation's escalation fields in the same transaction,
+    so such calls (most of them) end without a query here."""
+    if not (conversation.escalation_reason or conversation.outcome == Outcome.ESCALATED):
+        return
     now = timezone.now()
     with tenant_scope([conversation.tenant_id]):
         pending = Escalation.objects.filter(

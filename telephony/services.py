@@ -68,6 +68,21 @@ def _url(name: str, ctx: CallContext) -> str:
     return f"{base_url()}{path}" + (f"?{query}" if query else "")
 
 
+@functools.lru_cache(maxsize=8)
+def _static_url(path: str, static_url: str, backend: str) -> str:
+    """``static(path)`` once per process and settings (a manifest lookup on every turn otherwise)."""
+    return static(path)
+
+
+def _absolute(url: str) -> str:
+    """Vonage fetches the file itself: a site-relative static URL gets the site's origin (a CDN's is kept)."""
+    return url if url.startswith(("https://", "http://")) else base_url() + url
+
+
+def _storage_backend() -> str:
+    return settings.STORAGES.get("staticfiles", {}).get("BACKEND", "")
+
+
 def voice_context(
     conversation: Conversation, number: PhoneNumber | NumberSettings | None, defn_language: str, voice_style
 ) -> VoiceContext:
@@ -81,7 +96,7 @@ def voice_context(
         record_url=_url("vonage-recording", ctx),
         transcription=ctx.transcribe,
         transcription_url=_url("vonage-transcription", ctx),
-        hold_music_url=base_url() + static("audio/hold.mp3"),
+        hold_music_url=_absolute(_static_url("audio/hold.mp3", settings.STATIC_URL, _storage_backend())),
         conversation_name=f"sb-{conversation.tenant_id}-{conversation.pk}",
         fallback_number=ctx.fallback_number or None,
         from_number=conversation.dialled_number or None,

@@ -276,6 +276,20 @@ def test_a_caller_hanging_up_while_the_agent_is_rung_abandons_and_hangs_up_the_a
     assert {"method": "hangup", "uuid": dial["result"].uuid} in fake.calls
 
 
+def test_a_call_the_ai_handled_alone_ends_without_looking_for_escalations(
+    client, line, fake, django_capture_on_commit_callbacks
+):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    ncco_of(answer(client, "solo-1"))
+    with CaptureQueriesContext(connection) as captured, django_capture_on_commit_callbacks(execute=True):
+        signed_post(client, "/telephony/vonage/event", {"uuid": "solo-1", "status": "completed"})
+    with unscoped("test assertions"):
+        assert Conversation.objects.get(vonage_uuid="solo-1").ended_at is not None
+    assert not [q["sql"] for q in captured.captured_queries if "agents_escalation" in q["sql"]]
+
+
 def test_a_temporary_vonage_failure_is_retried_and_a_permanent_one_requeues(
     client, line, ready_bob, fake, django_capture_on_commit_callbacks
 ):

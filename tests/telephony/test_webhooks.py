@@ -355,3 +355,14 @@ def test_the_answer_webhook_does_not_read_the_trained_model_of_a_compiled_script
     if connection.vendor == "postgresql":
         # The number, the new conversation (unless Vonage retried), the opening turn with the state.
         assert [q["sql"].split()[0] for q in captured.captured_queries] == ["SELECT", "INSERT", "WITH"]
+
+
+def test_the_hold_music_url_follows_the_static_files_settings_and_keeps_a_cdn_origin(settings):
+    from conversations.models import Conversation as Conv
+    from telephony.services import voice_context
+
+    call = Conv(pk=5, tenant_id=1, dialled_number=NUMBER)
+    first = voice_context(call, None, "en-US", None).hold_music_url
+    assert first.endswith("/static/audio/hold.mp3"), first
+    settings.STATIC_URL = "https://cdn.example/assets/"
+    assert voice_context(call, None, "en-US", None).hold_music_url == "https://cdn.example/assets/audio/hold.mp3"
