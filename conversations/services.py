@@ -13,7 +13,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from contactcenter.sql import insert_unless_exists, insert_with_update
+from contactcenter.sql import PreparedLookup, insert_unless_exists, insert_with_update
 from conversations import hooks
 from conversations.models import (
     AppointmentRequest,
@@ -245,6 +245,14 @@ def _dedupe_key(payload: dict) -> str:
     return hashlib.sha256(basis.encode()).hexdigest()
 
 
+# The conversation a status event applies to, locked until the event's transaction ends. Its id comes from
+# the conversation the event was matched to (by its Vonage uuid, in the caller's tenant).
+_locked_conversation = PreparedLookup(
+    lambda pk: Conversation.objects.select_for_update().filter(pk=pk).order_by(),
+    reason="a status event locks the conversation it was matched to",
+)
+
+
 def call_event_apply(*, conversation: Conversation | None, tenant_id: int, payload: dict) -> bool:
     """Apply a Vonage status event once. Duplicates and stale (out-of-order) events change nothing.
 
@@ -252,19 +260,23 @@ def call_event_apply(*, conversation: Conversation | None, tenant_id: int, paylo
     """
     status = str(payload.get("status") or "")[:32]
     occurred = _event_time(payload)
+    event = CallEvent(
+        tenant_id=tenant_id,
+        conversation=conversation,
+        dedupe_key=_dedupe_key(payload),
+        status=status,
+        occurred_at=occurred,
+        payload=payload,
+    )
     try:
         with transaction.atomic():
-            CallEvent.objects.create(
-                tenant_id=tenant_id,
-                conversation=conversation,
-                dedupe_key=_dedupe_key(payload),
-                status=status,
-                occurred_at=occurred,
-                payload=payload,
-            )
+            if not insert_unless_exists(event, "dedupe_key"):
+                return False  # Vonage delivered it again
             if conversation is None or status not in STATUS_RANK:
                 return True
-            current = Conversation.objects.select_for_update().get(pk=conversation.pk)
+            current = _locked_conversation.get(conversation.pk)
+            if current is None:
+                return True
             current_rank = STATUS_RANK.get(_vonage_status_of(current), 0)
             if STATUS_RANK[status] < current_rank:
                 return True  # an older event arriving late: recorded, not applied

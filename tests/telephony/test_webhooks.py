@@ -180,6 +180,27 @@ def test_status_events_are_idempotent_and_never_go_backwards(client, line):
     assert str(conversation.price) == "0.01200"
 
 
+def test_a_status_event_stays_within_its_query_budget(client, line, django_assert_max_num_queries):
+    """The end of every call: the conversation by its Vonage uuid, then the event and the update in one
+    transaction; a retried delivery stops at the event."""
+    ncco_of(answer(client))
+    completed = {"uuid": "leg-1", "status": "completed", "timestamp": "2030-01-07T17:03:00.000Z"}
+    with django_assert_max_num_queries(8) as captured:
+        assert signed_post(client, "/telephony/vonage/event", completed).status_code == 200
+    # BEGIN / COMMIT are not captured (inside the test's own transaction they are a savepoint).
+    queries = [q["sql"] for q in captured.captured_queries if not q["sql"].startswith(("SAVEPOINT", "RELEASE"))]
+    with django_assert_max_num_queries(8) as again:  # SQLite (development) adds savepoints
+        assert signed_post(client, "/telephony/vonage/event", completed).status_code == 200
+    retried = [q["sql"].split()[0] for q in again.captured_queries if q["sql"].split()[0] in ("SELECT", "INSERT")]
+    if connection.vendor == "postgresql":
+        assert [sql.split()[0] for sql in queries] == ["SELECT", "INSERT", "SELECT", "UPDATE"], queries
+        assert "ON CONFLICT" in queries[1] and queries[2].endswith("FOR UPDATE")
+        assert retried == ["SELECT", "INSERT"], retried
+    with unscoped("test assertions"):
+        assert CallEvent.objects.filter(status="completed").count() == 1
+        assert Conversation.objects.get(vonage_uuid="leg-1").status == "completed"
+
+
 def test_retried_answer_webhook_does_not_start_a_second_conversation(client, line):
     one = ncco_of(answer(client))
     two = ncco_of(answer(client))
