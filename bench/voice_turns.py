@@ -54,6 +54,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from _servers import (  # noqa: E402 (bench/ is on sys.path)
+    InProcessASGI,
     clear_redis,
     cpu_seconds,
     cpu_used,
@@ -466,16 +467,13 @@ def asgi_cpu(secret: str, calls: int = 40, bare_requests: int = 2000) -> dict:
     code. Each request starts from a fresh context, as in daphne (a request's task starts from a copy of a
     small base context; this process's own is large after migrate). Voice counts what the servers do plus
     the simulator's signing (the client), per turn over whole calls (answer, turns, completed event)."""
-    import asyncio
-    import contextvars
-
     from django.conf import settings
 
     from contactcenter.asgi import application
     from telephony.simulator import CallSimulator
 
     site = urlsplit(settings.SITE_URL)
-    loop = asyncio.new_event_loop()
+    asgi = InProcessASGI(application, host=site.netloc, scheme=site.scheme or "http", port=site.port or 443)
 
     class Response:
         def __init__(self, status: int, body: bytes):
@@ -484,35 +482,9 @@ def asgi_cpu(secret: str, calls: int = 40, bare_requests: int = 2000) -> dict:
         def read(self) -> bytes:
             return self.body
 
-    async def request(method: str, url: str, headers: dict[str, str], body: bytes) -> Response:
-        parts = urlsplit(url)
-        scope = {
-            "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method.upper(),
-            "scheme": site.scheme or "http", "path": parts.path, "raw_path": parts.path.encode(),
-            "query_string": parts.query.encode(), "root_path": "", "client": ("127.0.0.1", 50000),
-            "server": ("127.0.0.1", site.port or 443),
-            "headers": [(b"host", site.netloc.encode())] + [(k.lower().encode(), v.encode()) for k, v in headers.items()],
-        }  # fmt: skip
-        messages: list[dict] = []
-        received = False
-
-        async def receive() -> dict:
-            nonlocal received
-            if received:
-                await asyncio.Event().wait()  # the client never disconnects
-            received = True
-            return {"type": "http.request", "body": body, "more_body": False}
-
-        async def send(message: dict) -> None:
-            messages.append(message)
-
-        await application(scope, receive, send)
-        status = next(m["status"] for m in messages if m["type"] == "http.response.start")
-        return Response(status, b"".join(m.get("body", b"") for m in messages if m["type"] == "http.response.body"))
-
     def run(method: str, url: str, headers: dict[str, str], body: bytes = b"") -> Response:
-        task = loop.create_task(request(method, url, headers, body), context=contextvars.Context())
-        return loop.run_until_complete(task)
+        parts = urlsplit(url)
+        return Response(*asgi.request(method, parts.path, query=parts.query, headers=headers, body=body))
 
     class Transport:
         def send(self, method, url, *, headers, body=b""):
@@ -541,7 +513,7 @@ def asgi_cpu(secret: str, calls: int = 40, bare_requests: int = 2000) -> dict:
             assert run("GET", "/healthz/live", {}).status == 200
         bare_ms = (time.process_time() - started) * 1000 / bare_requests
     finally:
-        loop.close()
+        asgi.close()
     return {
         "turns": turns,
         "voice_ms_per_turn": round(voice_ms, 2),

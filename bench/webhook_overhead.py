@@ -16,8 +16,6 @@ of three rounds: this 2-core box's speed swings by a third from minute to minute
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextvars
 import logging
 import sys
 import tempfile
@@ -28,7 +26,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from _servers import create_database, drop_database, free_port, prod_env  # noqa: E402
+from _servers import InProcessASGI, create_database, drop_database, free_port, prod_env  # noqa: E402
 
 DB_NAME = "switchboard_bench_overhead"
 
@@ -37,33 +35,11 @@ def asgi_cpu(path: str, method: str, body: bytes, n: int) -> float:
     """Best-of-three CPU milliseconds per request through the ASGI application, one at a time."""
     from contactcenter.asgi import application
 
-    loop = asyncio.new_event_loop()
-
-    async def request() -> int:
-        scope = {
-            "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method,
-            "scheme": "https", "path": path, "raw_path": path.encode(), "query_string": b"", "root_path": "",
-            "client": ("127.0.0.1", 5000), "server": ("127.0.0.1", 443),
-            "headers": [(b"host", b"127.0.0.1"), (b"content-type", b"application/json")],
-        }  # fmt: skip
-        sent: list[dict] = []
-        received = False
-
-        async def receive() -> dict:
-            nonlocal received
-            if received:
-                await asyncio.Event().wait()
-            received = True
-            return {"type": "http.request", "body": body, "more_body": False}
-
-        async def send(message: dict) -> None:
-            sent.append(message)
-
-        await application(scope, receive, send)
-        return sent[0]["status"]
+    asgi = InProcessASGI(application, scheme="https", port=443)
+    headers = {"content-type": "application/json"}
 
     def run() -> int:
-        return loop.run_until_complete(loop.create_task(request(), context=contextvars.Context()))
+        return asgi.request(method, path, headers=headers, body=body)[0]
 
     try:
         status = run()
@@ -76,7 +52,7 @@ def asgi_cpu(path: str, method: str, body: bytes, n: int) -> float:
                 run()
             best = min(best, (time.process_time() - started) * 1000 / n)
     finally:
-        loop.close()
+        asgi.close()
     print(f"  {method} {path} -> {status}: {best:.3f} ms CPU per request")
     return best
 
