@@ -11,8 +11,8 @@ from there. For the webhooks that had two costs:
   client: no cookie, no session, no user, no CSRF (the JWT is the authentication).
 
 Here a webhook runs on the event loop until its one hop to a worker thread (signature check and turn,
-with Django's request signals; see WebhookHandler), so the budget holds: the apology leaves when the budget ends, whatever the stuck thread is doing. What the
-chain did that still matters is kept: the request log line and X-Request-ID, ALLOWED_HOSTS (400), the
+with Django's request signals; see WebhookHandler), so the budget holds: the apology leaves when the
+budget ends, whatever the stuck thread is doing. What the chain did that still matters is kept: the request log line and X-Request-ID, ALLOWED_HOSTS (400), the
 security middleware's HTTPS redirect and headers (pure checks, no I/O, run in place), an error page
 instead of a traceback, and the empty tenant scope anonymous requests get (the services enter the
 call's own tenant).
@@ -121,8 +121,8 @@ class WebhookHandler(ASGIHandler):
     the middleware chain's wrappers): the door reads the body, checks what the middleware chain checked
     (host, HTTPS redirect, security headers), resolves the view and awaits it. The view's own one hop to a
     worker thread carries the request signals (``telephony.views._in_hop``), so a turn costs one thread
-    switch and back. Anything under the prefix that is not an async webhook view goes through Django's
-    handler as before, with this door's short middleware chain."""
+    switch and back. A view under the prefix that is not async would go through Django's own request path
+    (signals, view middleware, response close), without the full chain's middleware."""
 
     def __init__(self, lanes: int | None = None):
         super().__init__()
