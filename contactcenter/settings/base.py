@@ -90,6 +90,14 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # WAL lets the embedded worker thread read while the web thread writes.
     DATABASES["default"].setdefault("OPTIONS", {})["init_command"] = "PRAGMA journal_mode=WAL;"
     DATABASES["default"]["OPTIONS"]["timeout"] = 20
+elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # psycopg prepares a statement it has run this many times on a connection (Django turns this off by
+    # default). Only the call turn's statements can be prepared: they bind their parameters server-side
+    # (contactcenter/sql.py); Django's own queries bind client-side and are never prepared. Set it empty
+    # behind a pooler that cannot keep prepared statements (pgbouncer < 1.21 in transaction mode).
+    DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = (
+        env_int("DB_PREPARE_THRESHOLD", 5) if env("DB_PREPARE_THRESHOLD", "5") != "" else None
+    )
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Redis: channel layer, Celery broker and cache when REDIS_URL is set; in-process otherwise.

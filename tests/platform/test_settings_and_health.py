@@ -49,6 +49,17 @@ def test_production_refuses_to_start_without_a_secret(missing):
     assert f"{missing} must be set in production" in result.stderr
 
 
+@pytest.mark.parametrize(("value", "expected"), [(None, "5"), ("", "None"), ("12", "12")])
+def test_the_prepare_threshold_can_be_set_or_turned_off_for_a_pooler(value, expected):
+    env = dict(PROD_ENV)
+    if value is not None:
+        env["DB_PREPARE_THRESHOLD"] = value
+    code = "from django.conf import settings; print(settings.DATABASES['default']['OPTIONS']['prepare_threshold'])"
+    result = run_manage(env, "shell", "-c", code)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == expected
+
+
 def test_healthz_reports_database(client, db):
     response = client.get("/healthz")
     assert response.status_code == 200

@@ -139,3 +139,24 @@ def test_insert_unless_exists_inserts_once_per_key(tenant_a):
     assert again.pk is None
     with tenant_scope([tenant_a.id]):
         assert list(Conversation.objects.values_list("vonage_uuid", "caller_number")) == [("call-1", "+15555550001")]
+
+
+@pytest.mark.postgres
+def test_the_turns_statements_send_their_parameters_apart_and_are_prepared_once_repeated(conversations, tenant_a):
+    """On PostgreSQL the turn's statements bind server-side: no parameter is quoted into the SQL text (a
+    turn's long texts and JSON were escaped in Python), and psycopg prepares what it has run five times on
+    a connection, so PostgreSQL stops planning it."""
+    mine, _ = conversations
+    lookup = _by_id()
+    with CaptureQueriesContext(connection) as captured:
+        lookup.get(mine.pk)
+        insert_with_update(_turn(mine, 4), Conversation, mine.pk, {"turn_count": 4, "state": '{"step": "O\'Brien"}'})
+    for query in captured.captured_queries:
+        assert "$1" in query["sql"] and "O''Brien" not in query["sql"], query["sql"]
+    for _ in range(6):
+        lookup.get(mine.pk)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_prepared_statements WHERE statement LIKE %s", ["%conversations_conversation%"]
+        )
+        assert cursor.fetchone()[0] >= 1
