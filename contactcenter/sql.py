@@ -38,12 +38,37 @@ def _cursor(connection):
     58-66 us and 177-187 us this way (``bench/turn_write_binding.py``)."""
     if connection.vendor != "postgresql":
         return connection.cursor()
-    from django.db.backends.postgresql.base import ServerBindingCursor
-
     connection.close_if_health_check_failed()
     connection.ensure_connection()
     with connection.wrap_database_errors:
-        return connection._prepare_cursor(ServerBindingCursor(connection.connection))
+        return connection._prepare_cursor(_server_binding_cursor_class()(connection.connection))
+
+
+_CURSOR_CLASS: list[type] = []
+
+
+def _server_binding_cursor_class() -> type:
+    """Django's server-binding cursor that keeps the executed SQL for Django's query log: once psycopg
+    runs a statement prepared, the cursor forgets its text (``_query`` is None), and Django's log (tests,
+    DEBUG) would record None."""
+    if not _CURSOR_CLASS:
+        from django.db.backends.postgresql.base import ServerBindingCursor
+
+        class _Sent:
+            __slots__ = ("query",)
+
+            def __init__(self, query: bytes):
+                self.query = query
+
+        class LoggedServerBindingCursor(ServerBindingCursor):
+            def execute(self, query, params=None, **kwargs):
+                result = super().execute(query, params, **kwargs)
+                if self._query is None:  # ran as a prepared statement
+                    self._query = _Sent(query.encode() if isinstance(query, str) else bytes(query))
+                return result
+
+        _CURSOR_CLASS.append(LoggedServerBindingCursor)
+    return _CURSOR_CLASS[0]
 
 
 class _Compiled:

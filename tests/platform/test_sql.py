@@ -153,8 +153,10 @@ def test_the_turns_statements_send_their_parameters_apart_and_are_prepared_once_
         insert_with_update(_turn(mine, 4), Conversation, mine.pk, {"turn_count": 4, "state": '{"step": "O\'Brien"}'})
     for query in captured.captured_queries:
         assert "$1" in query["sql"] and "O''Brien" not in query["sql"], query["sql"]
-    for _ in range(6):
-        lookup.get(mine.pk)
+    with CaptureQueriesContext(connection) as repeated:
+        for _ in range(6):
+            lookup.get(mine.pk)
+    assert all(q["sql"] and q["sql"].startswith("SELECT") for q in repeated.captured_queries), "still logged"
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT count(*) FROM pg_prepared_statements WHERE statement LIKE %s", ["%conversations_conversation%"]
