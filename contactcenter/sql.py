@@ -17,6 +17,7 @@ Neither sends model signals (``pre_save``/``post_save``); use them only for mode
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -44,31 +45,30 @@ def _cursor(connection):
         return connection._prepare_cursor(_server_binding_cursor_class()(connection.connection))
 
 
-_CURSOR_CLASS: list[type] = []
-
-
+@functools.cache
 def _server_binding_cursor_class() -> type:
     """Django's server-binding cursor that keeps the executed SQL for Django's query log: once psycopg
     runs a statement prepared, the cursor forgets its text (``_query`` is None), and Django's log (tests,
-    DEBUG) would record None."""
-    if not _CURSOR_CLASS:
-        from django.db.backends.postgresql.base import ServerBindingCursor
+    DEBUG) would record None. Built on first use: only PostgreSQL needs the psycopg backend imported."""
+    from django.db.backends.postgresql.base import ServerBindingCursor
 
-        class _Sent:
-            __slots__ = ("query",)
+    class LoggedServerBindingCursor(ServerBindingCursor):
+        def execute(self, query, params=None, **kwargs):
+            result = super().execute(query, params, **kwargs)
+            if self._query is None:  # ran as a prepared statement
+                self._query = _Sent(query.encode() if isinstance(query, str) else bytes(query))
+            return result
 
-            def __init__(self, query: bytes):
-                self.query = query
+    return LoggedServerBindingCursor
 
-        class LoggedServerBindingCursor(ServerBindingCursor):
-            def execute(self, query, params=None, **kwargs):
-                result = super().execute(query, params, **kwargs)
-                if self._query is None:  # ran as a prepared statement
-                    self._query = _Sent(query.encode() if isinstance(query, str) else bytes(query))
-                return result
 
-        _CURSOR_CLASS.append(LoggedServerBindingCursor)
-    return _CURSOR_CLASS[0]
+class _Sent:
+    """What Django's query log reads of a statement psycopg ran prepared (``cursor._query.query``)."""
+
+    __slots__ = ("query",)
+
+    def __init__(self, query: bytes):
+        self.query = query
 
 
 class _Compiled:

@@ -22,6 +22,7 @@ from django.views.decorators.csrf import csrf_exempt
 
 from contactcenter.logging import bound
 from telephony import services
+from telephony.asgi import keep_lane_connections
 from telephony.signing import CacheReplayStore, SignatureError, verify_request
 
 logger = logging.getLogger("switchboard.telephony")
@@ -48,13 +49,13 @@ def _signature_refusal(
     return None
 
 
-def _verify(request: HttpRequest) -> JsonResponse | None:
+def _verify(request: HttpRequest, replay_store=_replay_store) -> JsonResponse | None:
     refusal = _signature_refusal(
         authorization=request.headers.get("Authorization"),
         body=request.body,
         query=list(request.GET.items()),
         path=request.path,
-        replay_store=_replay_store,
+        replay_store=replay_store,
     )
     return JsonResponse(refusal, status=401) if refusal else None
 
@@ -113,8 +114,6 @@ def _in_hop(request: HttpRequest, fn: Callable[[], object]) -> Callable[[], obje
         return fn
 
     def with_request_signals():
-        from telephony.asgi import keep_lane_connections
-
         signals.request_started.send(sender=WebhookSignals, scope=request.scope)
         try:
             return fn()
@@ -147,18 +146,12 @@ async def _guarded(
     task = asyncio.ensure_future(sync_to_async(_in_hop(request, signed_work))())
     done, _ = await asyncio.wait({task}, timeout=settings.VONAGE_TURN_BUDGET_SECONDS)
     if not done:
+        task.add_done_callback(functools.partial(_finished_late, name=name, log=log))
         # The stuck work may not have checked the signature yet: a forgery still gets its 401 (checked here,
         # on the event loop; the replay check needs the cache and is left to the stuck work).
-        if refusal := _signature_refusal(
-            authorization=request.headers.get("Authorization"),
-            body=request.body,
-            query=list(request.GET.items()),
-            path=request.path,
-        ):
-            task.add_done_callback(functools.partial(_finished_late, name=name, log=log))
-            return JsonResponse(refusal, status=401)
+        if denied := _verify(request, replay_store=None):
+            return denied
         logger.error("webhook over its time budget; apologised", extra={"webhook": name, **log})
-        task.add_done_callback(functools.partial(_finished_late, name=name, log=log))
         # The request's own thread is still busy with the stuck work: apologise from another one.
         result = await sync_to_async(_released(on_failure), thread_sensitive=False)()
     else:
