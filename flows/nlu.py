@@ -377,8 +377,20 @@ def _batcher_for(enc) -> EncodeBatcher:
         with _BLAS_LOCK:
             held = _batcher
             if held is None or held[0] is not enc:
-                held = _batcher = (enc, EncodeBatcher(enc.encode))
+                held = _batcher = (enc, EncodeBatcher(_small_batch_encoder(enc)))
     return held[1]
+
+
+def _small_batch_encoder(enc) -> Callable[[list[str]], np.ndarray]:
+    """What encodes a turn's few sentences: the token-cached pass (flows/nlu_tokens.py) when the package is
+    the version it mirrors and SWITCHBOARD_NLU_TOKEN_CACHE is not 0, else the package's own pass."""
+    from . import nlu_tokens
+
+    capacity = nlu_tokens.capacity_from_env()
+    backend = getattr(enc, "_backend", None)
+    if capacity and backend is not None and not getattr(enc, "denoise", False) and nlu_tokens.supports(backend):
+        return nlu_tokens.TokenCachedEncoder(backend, capacity)
+    return enc.encode
 
 
 def _embed(texts: Sequence[str]) -> np.ndarray:
