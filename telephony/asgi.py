@@ -21,14 +21,16 @@ call's own tenant).
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import io
 import json
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
+from typing import TypeVar
 
 from asgiref.sync import ThreadSensitiveContext, iscoroutinefunction, sync_to_async
 from django.conf import settings
@@ -42,6 +44,8 @@ from django.urls import get_resolver
 
 from contactcenter.logging import RequestLogMiddleware, bound
 from tenants.scoping import tenant_scope
+
+T = TypeVar("T")
 
 WEBHOOK_PREFIX = "/telephony/vonage/"
 logger = logging.getLogger("switchboard.telephony")
@@ -62,14 +66,24 @@ class Lanes:
         self.in_flight = [0] * size  # touched on the event loop only
 
     @asynccontextmanager
-    async def lane(self) -> AsyncIterator[None]:
+    async def lane(self) -> AsyncIterator[ThreadPoolExecutor]:
         n = min(range(len(self.in_flight)), key=self.in_flight.__getitem__)
         self.in_flight[n] += 1
         try:
-            async with ThreadSensitiveContext(executor=self.executors[n]):
-                yield
+            yield self.executors[n]
         finally:
             self.in_flight[n] -= 1
+
+
+def run_in_lane(request, fn: Callable[[], T]) -> asyncio.Future[T]:
+    """``fn()`` on a worker thread, in a copy of the caller's context: through the door on the request's
+    lane, with a plain executor hop (asgiref's sync_to_async, which Django's handler uses, also brings
+    context changes back and tracks thread-sensitive callers: twice the CPU, and a webhook needs neither);
+    elsewhere (Django's test client, Django's own handler) with sync_to_async, on Django's thread."""
+    lane = getattr(request, "webhook_lane", None)
+    if lane is None:
+        return asyncio.ensure_future(sync_to_async(fn)())
+    return asyncio.get_running_loop().run_in_executor(lane, contextvars.copy_context().run, fn)
 
 
 # A lane thread keeps its database connection from one webhook to the next for this long (then gives it
@@ -152,8 +166,8 @@ class WebhookHandler(ASGIHandler):
             await send(message)
 
         async def in_lane():
-            async with self.lanes.lane():
-                await self.respond(scope, body, send_unless_answered)
+            async with self.lanes.lane() as lane:
+                await self.respond(scope, body, send_unless_answered, lane)
 
         task = asyncio.ensure_future(in_lane())
         budget = settings.VONAGE_TURN_BUDGET_SECONDS + DOOR_MARGIN_SECONDS
@@ -171,11 +185,12 @@ class WebhookHandler(ASGIHandler):
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": content, "more_body": False})
 
-    async def respond(self, scope, body: bytes, send) -> None:
+    async def respond(self, scope, body: bytes, send, lane: ThreadPoolExecutor) -> None:
         request = None
         request_id, start = None, time.perf_counter()
         try:
             request = self.request_class(scope, io.BytesIO(body))
+            request.webhook_lane = lane  # the view's hop runs there (run_in_lane)
             request_id, start = RequestLogMiddleware._begin(request)
             with bound(request_id=request_id), tenant_scope([]):
                 response = await self.get_webhook_response(request)
@@ -197,7 +212,8 @@ class WebhookHandler(ASGIHandler):
             return self.security.process_response(request, redirect)
         match = self.resolver.resolve(request.path_info)  # Resolver404 answers 404
         if not iscoroutinefunction(match.func):
-            response = await self.full_handler(request)
+            async with ThreadSensitiveContext(executor=request.webhook_lane):
+                response = await self.full_handler(request)
         else:
             request.resolver_match = match
             request.door_signals = True  # the view's hop sends request_started / request_finished

@@ -22,7 +22,7 @@ from django.views.decorators.csrf import csrf_exempt
 
 from contactcenter.logging import bound
 from telephony import services
-from telephony.asgi import keep_lane_connections
+from telephony.asgi import keep_lane_connections, run_in_lane
 from telephony.signing import CacheReplayStore, SignatureError, verify_request
 
 logger = logging.getLogger("switchboard.telephony")
@@ -141,9 +141,9 @@ async def _guarded(
             return denied
         return work()
 
-    # Not asyncio.wait_for: cancelling sync_to_async waits for the thread to finish, so a turn stuck on the
-    # database would keep the caller in silence until it came back. The stuck work is left to finish alone.
-    task = asyncio.ensure_future(sync_to_async(_in_hop(request, signed_work))())
+    # Not asyncio.wait_for: a thread cannot be cancelled (and cancelling sync_to_async waits for it), so a
+    # turn stuck on the database would keep the caller in silence. The stuck work is left to finish alone.
+    task = run_in_lane(request, _in_hop(request, signed_work))
     done, _ = await asyncio.wait({task}, timeout=settings.VONAGE_TURN_BUDGET_SECONDS)
     if not done:
         task.add_done_callback(functools.partial(_finished_late, name=name, log=log))
@@ -159,7 +159,7 @@ async def _guarded(
             result = task.result()
         except Exception:
             logger.exception("webhook failed; apologised", extra={"webhook": name, **log})
-            result = await sync_to_async(on_failure)()
+            result = await run_in_lane(request, on_failure)
     if isinstance(result, JsonResponse):
         return result
     return JsonResponse(result if result is not None else [], safe=False)
@@ -294,4 +294,4 @@ async def event(request: HttpRequest):
             logger.exception("could not apply a call event", extra={"vonage_uuid": payload.get("uuid")})
         return None
 
-    return await sync_to_async(_in_hop(request, signed_event))() or JsonResponse({"ok": True})
+    return await run_in_lane(request, _in_hop(request, signed_event)) or JsonResponse({"ok": True})

@@ -228,28 +228,31 @@ def test_pages_other_than_the_webhooks_keep_the_full_middleware_chain():
 
 
 def test_webhook_work_runs_on_long_lived_threads_and_passes_over_a_stuck_one():
-    from asgiref.sync import sync_to_async
+    from types import SimpleNamespace
 
-    from telephony.asgi import Lanes
+    from telephony.asgi import Lanes, run_in_lane
 
     lanes = Lanes(2)
-    thread_name = sync_to_async(lambda: threading.current_thread().name)
+
+    def thread_name():
+        return threading.current_thread().name
 
     async def main():
         release = threading.Event()
         names = []
 
         async def stuck_turn():
-            async with lanes.lane():
-                names.append(await thread_name())
-                await sync_to_async(release.wait)(10)
+            async with lanes.lane() as lane:
+                request = SimpleNamespace(webhook_lane=lane)
+                names.append(await run_in_lane(request, thread_name))
+                await run_in_lane(request, lambda: release.wait(10))
 
         stuck = asyncio.ensure_future(stuck_turn())
         await asyncio.sleep(0.05)
         started = time.monotonic()
         for _ in range(3):  # one after another while the other lane is stuck
-            async with lanes.lane():
-                names.append(await thread_name())
+            async with lanes.lane() as lane:
+                names.append(await run_in_lane(SimpleNamespace(webhook_lane=lane), thread_name))
         waited = time.monotonic() - started
         release.set()
         await stuck
