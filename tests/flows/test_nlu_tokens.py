@@ -112,3 +112,37 @@ def test_a_bad_table_size_stops_a_process_at_start(monkeypatch):
     monkeypatch.setenv("SWITCHBOARD_NLU_TOKEN_CACHE", "lots")
     with pytest.raises(ImproperlyConfigured, match="SWITCHBOARD_NLU_TOKEN_CACHE must be a whole number"):
         apps.get_app_config("flows").ready()
+
+
+def test_every_process_maps_the_encoder_weights_from_the_same_files(backend, tmp_path):
+    import copy
+    import mmap
+
+    reference = backend.encode(SENTENCES)
+    first, second = copy.copy(backend), copy.copy(backend)
+    nlu._share_weight_matrices(first, str(tmp_path))
+    written = {p.name: p.stat().st_mtime_ns for p in tmp_path.iterdir()}
+    assert {"proj_W.npy", "cnn_W.npy", "d3.npy", "w2_2.npy", "w1_by_slot_2.npy"} <= set(written)
+    nlu._share_weight_matrices(second, str(tmp_path))  # a second process maps them, writes nothing
+    assert {p.name: p.stat().st_mtime_ns for p in tmp_path.iterdir()} == written
+
+    def mapped(array) -> bool:
+        while isinstance(array, np.ndarray):
+            array = array.base
+        return isinstance(array, mmap.mmap)
+
+    for weights in (second.proj_W, second.cnn_W, second.w2[1], second.w1_by_slot[0]):
+        assert not weights.flags.writeable and mapped(weights)
+    vectors = nlu_tokens.TokenCachedEncoder(second, capacity=64)(SENTENCES)
+    assert np.abs(vectors - reference).max() < 1e-5
+    assert np.abs(second.encode(SENTENCES) - reference).max() < 1e-6  # the package's pass (training) too
+
+
+def test_a_weight_file_that_does_not_hold_the_weights_is_not_used(backend, tmp_path):
+    import copy
+
+    np.save(tmp_path / "d3.npy", np.zeros_like(backend.d3))
+    clone = copy.copy(backend)
+    with pytest.raises(ValueError, match="d3"):
+        nlu._share_weight_matrices(clone, str(tmp_path))
+    assert clone.d3 is backend.d3 and clone.proj_W is backend.proj_W  # nothing replaced
