@@ -92,7 +92,8 @@ class InMemoryReplayStore:
 
 
 class CacheReplayStore:
-    """Django cache backed (shared across processes with Redis). `cache.add` is the atomic check-and-set."""
+    """Django cache backed (shared across processes with Redis). The atomic check-and-set is the cache's
+    `claim` (contactcenter.cache.RedisCache: SET NX on the thread's own connection) or else `add`."""
 
     def __init__(self, alias: str = "default", prefix: str = "vonage-jti:"):
         self.alias = alias
@@ -101,7 +102,11 @@ class CacheReplayStore:
     def seen(self, jti: str, ttl: int) -> bool:
         from django.core.cache import caches
 
-        return not caches[self.alias].add(self.prefix + jti, 1, timeout=ttl)
+        cache = caches[self.alias]
+        claim = getattr(cache, "claim", None)
+        if claim is not None:
+            return not claim(self.prefix + jti, ttl)
+        return not cache.add(self.prefix + jti, 1, timeout=ttl)
 
 
 # ---------------------------------------------------------------- hashing

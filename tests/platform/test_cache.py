@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 
 import pytest
 from asgiref.sync import sync_to_async
@@ -50,3 +51,34 @@ def test_a_pool_is_shared_only_by_caches_of_the_same_server_and_options(settings
     thread.join()
     assert first._cache._get_connection_pool(write=True) is results[0]
     assert other_db._cache._get_connection_pool(write=True) is not results[0]
+
+
+@pytest.mark.redis
+def test_claim_stores_a_key_once_and_is_seen_by_add_and_other_threads(settings):
+    import uuid
+
+    cache = RedisCache(settings.REDIS_URL, {"KEY_PREFIX": "t-claim"})
+    key = f"jti-{uuid.uuid4().hex}"
+    assert cache.claim(key, 30) is True
+    assert cache.claim(key, 30) is False, "the same thread claims it once"
+    other: list[bool] = []
+    thread = threading.Thread(target=lambda: other.append(cache.claim(key, 30)))
+    thread.start()
+    thread.join()
+    assert other == [False], "another thread (its own connection) sees the claim"
+    assert cache.get(key) == 1 and cache.add(key, 2, 30) is False, "stored as add() would have stored it"
+    client = cache._cache.get_client(write=False)
+    assert 0 < client.ttl(cache.make_key(key)) <= 30
+
+
+@pytest.mark.redis
+def test_claim_survives_a_connection_the_server_closed(settings):
+    import uuid
+
+    cache = RedisCache(settings.REDIS_URL, {"KEY_PREFIX": "t-claim"})
+    assert cache.claim(f"a-{uuid.uuid4().hex}", 30) is True
+    client = cache._cache.get_client(write=True)
+    client.execute_command("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")  # e.g. Redis restarted
+    time.sleep(0.2)  # Redis closes the killed connections right after answering
+    assert cache.claim(f"b-{uuid.uuid4().hex}", 30) is True
+    assert cache.claim(f"c-{uuid.uuid4().hex}", 30) is True
