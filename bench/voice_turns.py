@@ -27,8 +27,10 @@ What it does (loopback only, bounded, cleans up after itself in a `finally`):
    turn with cProfile.
 
 The client is `telephony.simulator.CallSimulator` (signed requests exactly as Vonage sends them) over
-`http.client` keep-alive connections, round-robin over the 2 servers per request (no proxy). Client
-threads share the 2 cores with the servers and Postgres: figures are for this whole box.
+`http.client` keep-alive connections, round-robin over the 2 servers per request (no proxy). Each client
+thread keeps its connections from one call to the next, as the bare-view clients keep theirs (until
+2026-12-05 each call opened its own, which the bare view never paid for). Client threads share the 2
+cores with the servers and Postgres: figures are for this whole box.
 """
 
 from __future__ import annotations
@@ -217,7 +219,9 @@ def server_log_counts(tmp: Path) -> dict[str, int]:
 
 
 class RoundRobin:
-    """One per simulated call: a keep-alive connection per server; each request goes to the next server."""
+    """One per client thread: a keep-alive connection per server, kept from call to call (as the bare
+    clients keep theirs, and as a proxy in front of the web processes keeps its upstream connections);
+    each request goes to the next server."""
 
     counter = itertools.count()
 
@@ -237,10 +241,11 @@ class RoundRobin:
         self.http.close()
 
 
-def one_call(phase: Phase, ports, secret, turns: int, think: float, deadline: float, rng: random.Random, tag: str):
+def one_call(
+    phase: Phase, transport: RoundRobin, ports, secret, turns: int, think: float, deadline: float, rng, tag: str
+):
     from telephony.simulator import CallSimulator, SimulatorError
 
-    transport = RoundRobin(ports)
     call = CallSimulator(f"http://127.0.0.1:{ports[0]}", secret, transport)
     try:
         if think:
@@ -271,8 +276,6 @@ def one_call(phase: Phase, ports, secret, turns: int, think: float, deadline: fl
             phase.add(Sample("event", (time.perf_counter() - started) * 1000))
     except SimulatorError as exc:
         phase.error(type(exc).__name__ + ": " + str(exc)[:120])
-    finally:
-        transport.close()
 
 
 def run_calls(name: str, args, ports, secret, *, think: float, duration: float) -> Phase:
@@ -282,8 +285,13 @@ def run_calls(name: str, args, ports, secret, *, think: float, duration: float) 
 
     def worker(n: int) -> None:
         rng = random.Random(f"{name}-{n}")
-        while time.monotonic() < deadline:
-            one_call(phase, ports, secret, args.turns, think, deadline, rng, f"bench-{name}-{n}-{next(counter)}")
+        transport = RoundRobin(ports)
+        try:
+            while time.monotonic() < deadline:
+                tag = f"bench-{name}-{n}-{next(counter)}"
+                one_call(phase, transport, ports, secret, args.turns, think, deadline, rng, tag)
+        finally:
+            transport.close()
 
     started = time.monotonic()
     threads = [threading.Thread(target=worker, args=(n,), daemon=True) for n in range(args.calls)]
@@ -616,8 +624,12 @@ def main() -> int:
         wait_healthy(ports, procs)
 
         warm = Phase("warmup")  # each process loads the sentence encoder and compiles the script on first use
+        transport = RoundRobin(ports)
         for n in range(2 * args.servers):
-            one_call(warm, ports, secret, 3, 0, time.monotonic() + 120, random.Random(n), f"bench-warmup-{n}")
+            one_call(
+                warm, transport, ports, secret, 3, 0, time.monotonic() + 120, random.Random(n), f"bench-warmup-{n}"
+            )
+        transport.close()
         results["warmup"] = warm.summary()
 
         print(
