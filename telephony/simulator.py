@@ -143,6 +143,28 @@ def _target(url: str) -> str:
     return (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
 
 
+class _OneWrite:
+    """http.client sends a request's headers and its body in two writes, so the server reads (and its event
+    loop wakes) twice per webhook; a client that buffers its writes sends a small request in one."""
+
+    def _send_output(self, message_body=None, encode_chunked=False):
+        if isinstance(message_body, bytes) and not encode_chunked:
+            self._buffer.extend((b"", b""))
+            head = b"\r\n".join(self._buffer)
+            del self._buffer[:]
+            self.send(head + message_body)
+            return
+        super()._send_output(message_body, encode_chunked=encode_chunked)
+
+
+class _HTTPConnection(_OneWrite, http.client.HTTPConnection):
+    pass
+
+
+class _HTTPSConnection(_OneWrite, http.client.HTTPSConnection):
+    pass
+
+
 class HttpTransport:
     """Real HTTP with the standard library: one keep-alive connection per origin (not thread-safe: one
     transport per simulated call). A request that fails on a *reused* connection because the server had
@@ -155,10 +177,10 @@ class HttpTransport:
     def _connect(self, url: str) -> http.client.HTTPConnection:
         parts = urlsplit(url)
         if parts.scheme == "https":
-            return http.client.HTTPSConnection(parts.netloc, timeout=self.timeout)
+            return _HTTPSConnection(parts.netloc, timeout=self.timeout)
         if parts.scheme != "http":
             raise SimulatorError(f"{url} is not an http(s) URL.")
-        return http.client.HTTPConnection(parts.netloc, timeout=self.timeout)
+        return _HTTPConnection(parts.netloc, timeout=self.timeout)
 
     def send(self, method: str, url: str, *, headers: dict[str, str], body: bytes = b"") -> HttpResponse:
         origin = _origin(url)

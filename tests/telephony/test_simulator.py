@@ -302,3 +302,27 @@ def test_the_relay_is_csrf_protected(line, alice, tenant_a):
     client = Client(enforce_csrf_checks=True)
     client.force_login(alice)
     assert relay(client, tenant_a, action="call", number=line.pk).status_code == 403
+
+
+def test_the_simulator_sends_a_signed_webhook_in_one_write():
+    from telephony.simulator import HttpTransport
+
+    class Socket:
+        def __init__(self):
+            self.writes: list[bytes] = []
+
+        def sendall(self, data):
+            self.writes.append(bytes(data))
+
+    transport = HttpTransport()
+    connection = transport._connect("http://127.0.0.1:9/telephony/vonage/event")
+    connection.sock = sock = Socket()
+    body = json.dumps({"uuid": "leg-1", "status": "completed"}).encode()
+    connection.request("POST", "/telephony/vonage/event", body=body, headers={"Content-Type": "application/json"})
+    assert len(sock.writes) == 1
+    head, _, sent = sock.writes[0].partition(b"\r\n\r\n")
+    assert head.startswith(b"POST /telephony/vonage/event HTTP/1.1") and sent == body
+    connection = transport._connect("http://127.0.0.1:9/telephony/vonage/answer")
+    connection.sock = sock = Socket()
+    connection.request("GET", "/telephony/vonage/answer?to=1")  # no body: the headers alone, once
+    assert len(sock.writes) == 1 and sock.writes[0].endswith(b"\r\n\r\n")
