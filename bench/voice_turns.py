@@ -15,11 +15,14 @@ What it does (loopback only, bounded, cleans up after itself in a `finally`):
 4. "paced": N concurrent calls, each caller thinking ~--think seconds (uniform 0.5x-1.5x) before each
    turn: N calls in progress at any moment, as on a busy line (a real caller listens to the AI's talk and
    speaks for several seconds, so a real call is slower than this);
-5. "saturated": the same N calls with no think time (closed loop): the throughput ceiling of the app;
-6. "bare": the same N closed-loop clients against GET /healthz/live (the bare Django JSON view: through
-   the full middleware chain, no database, no Redis; the ceiling the target is measured against), GET
-   /healthz (the same plus SELECT 1 and a Redis PING) and an unsigned POST to /telephony/vonage/event
-   (answered 401 by the webhook door's signature check);
+5. "saturated": the same N calls with no think time (closed loop): the throughput ceiling of the app,
+   alternating in --rounds rounds (default 3) with "bare": the same N closed-loop clients against GET
+   /healthz/live (the bare Django JSON view: through the full middleware chain, no database, no Redis; the
+   ceiling the target is measured against). This box's speed drifts by a third from minute to minute;
+   taking turns, both see the same drift. Each phase counts the responses that arrive before its time
+   is up (those in flight then are not counted, nor is the time they take);
+6. then GET /healthz (the bare view plus SELECT 1 and a Redis PING) and an unsigned POST to
+   /telephony/vonage/event (answered 401 by the webhook door's signature check);
 7. reads the server-side latency each turn recorded (conversations.Turn.latency_ms, measured inside the
    services from the start of the turn until the turn is written) back from the database;
 8. runs one more call in this process through the same webhook views (telephony.simulator's
@@ -113,8 +116,11 @@ class Phase:
     calls: int = 0
     short_calls: int = 0  # calls that stopped listening before K turns
     lock: threading.Lock = field(default_factory=threading.Lock)
+    deadline: float | None = None  # responses that arrive later are not counted (the phase's time ends then)
 
     def add(self, sample: Sample) -> None:
+        if self.deadline is not None and time.monotonic() > self.deadline:
+            return
         with self.lock:
             self.samples.append(sample)
 
@@ -124,6 +130,18 @@ class Phase:
 
     def turns(self) -> list[float]:
         return [s.ms for s in self.samples if s.kind in ("answer", "say") and s.ok]
+
+    def absorb(self, other: Phase) -> None:
+        """Add another round of the same phase."""
+        self.duration += other.duration
+        self.samples.extend(other.samples)
+        for what, n in other.errors.items():
+            self.errors[what] += n
+        self.calls += other.calls
+        self.short_calls += other.short_calls
+
+    def rate(self) -> float:
+        return len([s for s in self.samples if s.ok and s.kind != "event"]) / self.duration if self.duration else 0.0
 
     def summary(self) -> dict:
         turns = self.turns()
@@ -278,9 +296,9 @@ def one_call(
         phase.error(type(exc).__name__ + ": " + str(exc)[:120])
 
 
-def run_calls(name: str, args, ports, secret, *, think: float, duration: float) -> Phase:
+def run_calls(name: str, args, ports, secret, *, think: float, duration: float, round_no: int = 0) -> Phase:
     phase = Phase(name)
-    deadline = time.monotonic() + duration
+    deadline = phase.deadline = time.monotonic() + duration
     counter = itertools.count()
 
     def worker(n: int) -> None:
@@ -288,7 +306,7 @@ def run_calls(name: str, args, ports, secret, *, think: float, duration: float) 
         transport = RoundRobin(ports)
         try:
             while time.monotonic() < deadline:
-                tag = f"bench-{name}-{n}-{next(counter)}"
+                tag = f"bench-{name}-{round_no}-{n}-{next(counter)}"
                 one_call(phase, transport, ports, secret, args.turns, think, deadline, rng, tag)
         finally:
             transport.close()
@@ -305,7 +323,7 @@ def run_calls(name: str, args, ports, secret, *, think: float, duration: float) 
 
 def run_bare(name: str, args, ports, *, path: str, method: str, duration: float) -> Phase:
     phase = Phase(name)
-    deadline = time.monotonic() + duration
+    deadline = phase.deadline = time.monotonic() + duration
 
     def worker() -> None:
         transport = RoundRobin(ports)
@@ -550,6 +568,13 @@ def main() -> int:
     parser.add_argument("--turns", type=int, default=5, help="caller turns per call after the answer (default 5)")
     parser.add_argument("--duration", type=float, default=20, help="seconds per load phase (default 20)")
     parser.add_argument("--think", type=float, default=2.0, help="mean think time between turns, paced phase (s)")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="the saturated and bare-view phases alternate in this many rounds (default 3): a drift in the box's"
+        " speed then hits both alike",
+    )
     parser.add_argument("--servers", type=int, default=2, help="daphne processes (default 2)")
     parser.add_argument("--postgres", default="postgres://postgres@127.0.0.1:5432", help="server URL, no database")
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/2")
@@ -578,6 +603,8 @@ def main() -> int:
         parser.error(f"--turns must be between 1 and {len(UTTERANCES)}")
     if not 0 < args.duration <= 120:
         parser.error("--duration must be between 0 and 120 seconds")
+    if not 1 <= args.rounds <= 10:
+        parser.error("--rounds must be between 1 and 10")
 
     tmp = Path(tempfile.mkdtemp(prefix="switchboard-bench-"))
     ports = [free_port() for _ in range(args.servers)]
@@ -637,19 +664,34 @@ def main() -> int:
         )
         paced = run_calls("paced", args, ports, secret, think=args.think, duration=args.duration)
         results["paced"] = paced.summary()
-        print(f"Saturated: {args.calls} concurrent calls, no think time, {args.duration:g} s ...", flush=True)
-        groups = {"servers": [p.pid for p in procs]}
-        cpu_before = cpu_seconds(groups)
-        saturated = run_calls("saturated", args, ports, secret, think=0, duration=args.duration)
-        results["saturated"] = saturated.summary()
-        results["saturated_cpu_s"] = cpu_used(cpu_before, cpu_seconds(groups))
         print(
-            f"Bare views: {args.calls} clients, GET /healthz/live, GET /healthz and unsigned POST,"
-            f" {args.duration / 2:g} s each ..."
+            f"Saturated ({args.calls} concurrent calls, no think time) and the bare view ({args.calls} clients,"
+            f" GET /healthz/live) in turn, {args.rounds} rounds of {args.duration / args.rounds:g} s and"
+            f" {args.duration / 2 / args.rounds:g} s ...",
+            flush=True,
         )
-        cpu_before = cpu_seconds(groups)
-        live = run_bare("live", args, ports, path="/healthz/live", method="GET", duration=args.duration / 2)
-        results["live_cpu_s"] = cpu_used(cpu_before, cpu_seconds(groups))
+        groups = {"servers": [p.pid for p in procs]}
+        saturated, live = Phase("saturated"), Phase("live")
+        results["saturated_cpu_s"], results["live_cpu_s"], results["rounds"] = {}, {}, []
+        for round_no in range(args.rounds):
+            cpu_before = cpu_seconds(groups)
+            one = run_calls(
+                "saturated", args, ports, secret, think=0, duration=args.duration / args.rounds, round_no=round_no
+            )
+            add_cpu(results["saturated_cpu_s"], cpu_used(cpu_before, cpu_seconds(groups)))
+            cpu_before = cpu_seconds(groups)
+            bare = run_bare(
+                "live", args, ports, path="/healthz/live", method="GET", duration=args.duration / 2 / args.rounds
+            )
+            add_cpu(results["live_cpu_s"], cpu_used(cpu_before, cpu_seconds(groups)))
+            results["rounds"].append(
+                {"turns_per_s": round(one.rate(), 1), "bare_per_s": round(bare.rate(), 1),
+                 "share": round(one.rate() / bare.rate(), 3) if bare.rate() else None}
+            )  # fmt: skip
+            saturated.absorb(one)
+            live.absorb(bare)
+        results["saturated"] = saturated.summary()
+        print(f"Bare views: {args.calls} clients, GET /healthz and unsigned POST, {args.duration / 2:g} s each ...")
         cpu_before = cpu_seconds(groups)
         healthz = run_bare("healthz", args, ports, path="/healthz", method="GET", duration=args.duration / 2)
         results["healthz_cpu_s"] = cpu_used(cpu_before, cpu_seconds(groups))
@@ -703,6 +745,11 @@ def main() -> int:
         print(f"Cleaned up (database dropped, servers stopped). Total {time.monotonic() - t0:.0f} s.", file=sys.stderr)
 
 
+def add_cpu(total: dict[str, float], more: dict[str, float]) -> None:
+    for name, seconds in more.items():
+        total[name] = round(total.get(name, 0.0) + seconds, 2)
+
+
 def report(r: dict, args) -> None:
     def turn_line(name: str) -> str:
         s = r[name]
@@ -744,6 +791,13 @@ def report(r: dict, args) -> None:
         f" {100 * sat['turns_per_s'] / h['requests_per_s']:.0f}% of /healthz,"
         f" {100 * sat['turns_per_s'] / u['requests_per_s']:.0f}% of the 401 view"
     )
+    shares = sorted(100 * x["share"] for x in r["rounds"] if x["share"])
+    if shares:
+        print(
+            "  per round (saturated voice, then the bare view): "
+            + ", ".join(f"{x['turns_per_s']} / {x['bare_per_s']}" for x in r["rounds"])
+            + f" = {' / '.join(f'{v:.0f}%' for v in shares)} (lowest to highest)"
+        )
     for phase, key, count in (
         ("saturated voice", "saturated_cpu_s", sat["turns_per_s"] * sat["duration_s"]),
         ("bare /healthz/live", "live_cpu_s", b["requests_per_s"] * b["duration_s"]),
