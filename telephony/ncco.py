@@ -261,6 +261,7 @@ NccoAction = Talk | Stream | Input | Record | Connect | Conversation | Notify
 Action = Annotated[NccoAction, Field(discriminator="action")]
 Ncco = list[Action]
 _NCCO: TypeAdapter[list[NccoAction]] = TypeAdapter(Ncco)
+_ACTION_TYPES = (Talk, Stream, Input, Record, Connect, Conversation, Notify)
 
 
 # ---------------------------------------------------------------- validation and rendering
@@ -343,7 +344,14 @@ def dump_action(action: NccoAction) -> dict[str, Any]:
 
 
 def render(actions: Iterable[NccoAction | Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """Validate actions (models or dicts) and return the JSON-ready NCCO."""
+    """Validate actions (models or dicts) and return the JSON-ready NCCO.
+
+    Models were validated when they were built and cannot change (frozen), so an NCCO of models only gets
+    the NCCO-level checks (not empty, action order); dicts are parsed into models first."""
+    actions = list(actions)
+    if actions and all(isinstance(a, _ACTION_TYPES) for a in actions):
+        _check_order(actions)
+        return [dump_action(a) for a in actions]
     raw = [dump_action(a) if isinstance(a, BaseModel) else dict(a) for a in actions]
     return [dump_action(a) for a in validate_ncco(raw)]
 

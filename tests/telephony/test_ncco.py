@@ -350,6 +350,18 @@ def test_render_accepts_models_and_drops_none():
     ]
 
 
+def test_an_ncco_of_models_is_still_checked_as_a_whole_and_dumps_as_its_dicts_would():
+    from telephony.ncco import Input, Talk
+
+    with pytest.raises(NccoError, match="bargeIn"):
+        render([Talk(text="Hi", bargeIn=True), Talk(text="no input follows")])
+    with pytest.raises(NccoError, match="empty"):
+        render([])
+    models = [Talk(text="Hi", bargeIn=True), Input(type=["speech"], eventUrl=["https://x.test/in"])]
+    assert render(models) == render([dict(a) for a in render(models)])
+    assert vonage_check(render(models)) == []
+
+
 def bad(ncco: list[dict]) -> NccoError:
     with pytest.raises(NccoError) as exc:
         validate_ncco(ncco)
