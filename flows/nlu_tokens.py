@@ -23,7 +23,9 @@ Memory: 3,328 float32 per token (13 KB); the table is allocated on first use, at
 
 from __future__ import annotations
 
+import functools
 import os
+import re
 import threading
 from collections import OrderedDict
 
@@ -39,6 +41,10 @@ _NUM_CHUNKS = 17
 _X = 3 * _CNN  # the projected token: one 256-wide block per branch
 _P = sum(n for n, _ in _ORDERS) * _CNN  # its first-convolution products, one 256-wide block per window slot
 _ROW = _X + _P
+
+
+_WORDS = re.compile("▁?[^▁]+|▁")  # a normalised sentence, word by word (each with its leading "▁")
+_MAX_WORDS = 20_000
 
 
 def capacity_from_env() -> int:
@@ -84,6 +90,9 @@ class TokenCachedEncoder:
         # W1 of branch i regrouped so that x_i @ W1cat[i] gives the n per-slot products side by side
         # (mapped from a shared file by flows.nlu when it could write one).
         self._w1cat = getattr(backend, "w1_by_slot", None) or [by_window_slot(w) for w in backend.w1]
+        self._words: dict[str, list[int]] = {}  # normalised word -> its piece ids (see tokenize)
+        sp = backend.sp
+        self._split_words = all(hasattr(sp, name) for name in ("_normalizer", "_viterbi", "_bos_id", "_eos_id"))
         self._lock = threading.Lock()
         self._rows: np.ndarray | None = None  # (capacity, _ROW), allocated on first use
         self._slots: OrderedDict[int, int] = OrderedDict()  # token id -> row, least recently used first
@@ -140,9 +149,35 @@ class TokenCachedEncoder:
 
     # -- the forward pass ----------------------------------------------------------------------
 
+    def tokenize(self, text: str) -> list[int]:
+        """The package tokenizer's ids for ``text`` (with <s> and </s>), each word's pieces computed once.
+
+        SentencePiece finds the best split of the whole normalised sentence, but no piece of this vocabulary
+        holds a word boundary ("▁") except at its start, so no piece spans two words and the best split
+        of a sentence is the best split of each word, one after the other (the same ids for every CLINC150
+        sentence: ``bench/nlu_token_cache.py``; tests). Words are kept in a bounded dict."""
+        sp = self.backend.sp
+        if not self._split_words:
+            return sp.encode(text, out_type=int, add_bos=True, add_eos=True)
+        normalized = sp._normalizer.normalize(text)
+        if not normalized:
+            return [sp._bos_id, sp._unk_id, sp._eos_id]
+        ids = [sp._bos_id]
+        words = self._words
+        for word in _WORDS.findall(normalized):
+            pieces = words.get(word)
+            if pieces is None:
+                pieces = sp._viterbi(word)
+                if len(words) >= _MAX_WORDS:
+                    words.clear()
+                words[word] = pieces
+            ids.extend(pieces)
+        ids.append(sp._eos_id)
+        return ids
+
     def encode(self, texts: list[str]) -> np.ndarray:
         be = self.backend
-        groups = [be.sp.encode(text, out_type=int, add_bos=True, add_eos=True) for text in texts]
+        groups = [self.tokenize(text) for text in texts]
         lens = np.fromiter(map(len, groups), dtype=np.int64, count=len(groups))
         n_tokens = int(lens.sum())
         starts = np.zeros(len(groups), dtype=np.int64)
@@ -165,7 +200,7 @@ class TokenCachedEncoder:
         emb *= be.scale[chunk, None]
         emb += be.lo[chunk, None]
 
-        idx = _window_index(starts, lens, n_tokens)
+        idx = _single_window_index(n_tokens) if len(groups) == 1 else _window_index(starts, lens, n_tokens)
         buf = np.empty((n_tokens + 1, _CNN), dtype=np.float32)
         buf[n_tokens] = 0.0
         offset = _X
@@ -218,6 +253,14 @@ def _layernorm(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, eps: float) -
     x *= gamma
     x += beta
     return x
+
+
+@functools.lru_cache(maxsize=128)
+def _single_window_index(n_tokens: int) -> np.ndarray:
+    """The window index of one sentence of ``n_tokens`` (read-only: shared by every call)."""
+    idx = _window_index(np.zeros(1, dtype=np.int64), np.array([n_tokens], dtype=np.int64), n_tokens)
+    idx.flags.writeable = False
+    return idx
 
 
 def _window_index(starts: np.ndarray, lens: np.ndarray, n_tokens: int) -> np.ndarray:

@@ -146,3 +146,39 @@ def test_a_weight_file_that_does_not_hold_the_weights_is_not_used(backend, tmp_p
     with pytest.raises(ValueError, match="d3"):
         nlu._share_weight_matrices(clone, str(tmp_path))
     assert clone.d3 is backend.d3 and clone.proj_W is backend.proj_W  # nothing replaced
+
+
+def test_word_by_word_tokenizing_gives_the_package_tokenizers_ids(backend):
+    from pathlib import Path
+
+    import yaml
+
+    texts = [
+        "",
+        "   ",
+        "Hi, what time do you close today?",
+        "  two   spaces\tand a tab  ",
+        "Café crème à 5€ — déjà vu!",
+        "I'd like 3 cleanings @ 9:30am (next Tue.)",
+        "日本語のテキスト",
+        "😀 emoji 👍🏽 and ÅNGSTRÖM",
+        "supercalifragilisticexpialidocious antidisestablishmentarianism",
+        "▁already▁marked",
+    ]
+    for example in Path(nlu.__file__).parent.joinpath("examples").glob("*.yaml"):
+        texts.extend(_strings(yaml.safe_load(example.read_text())))
+    assert len(texts) > 100
+    cached = nlu_tokens.TokenCachedEncoder(backend, capacity=64)
+    for text in texts * 2:  # the second time from the word dict
+        for variant in (text, nlu.normalize(text)):
+            assert cached.tokenize(variant) == _ids(backend, variant), variant
+
+
+def _strings(value) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in _strings(v)]
+    if isinstance(value, list):
+        return [s for v in value for s in _strings(v)]
+    return []
