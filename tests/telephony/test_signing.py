@@ -177,3 +177,26 @@ def test_get_with_empty_body():
     assert reason(authorization=hashed, body=b"", query=forged) == "payload_mismatch"
     compact = json.dumps(dict(query), separators=(",", ":")).encode()
     assert payload_hashes(b"", query) == [hashlib.sha256(compact).hexdigest()]
+
+
+@pytest.mark.redis
+def test_the_replay_store_refuses_a_jti_seen_by_another_request_context_and_follows_cache_settings(settings):
+    import asyncio
+    import contextvars
+    import uuid
+
+    settings.CACHES = {
+        "default": {"BACKEND": "contactcenter.cache.RedisCache", "LOCATION": settings.REDIS_URL, "KEY_PREFIX": "t-jti"}
+    }
+    store = CacheReplayStore()
+    jti = uuid.uuid4().hex
+
+    async def request():  # each webhook in a fresh context, as under ASGI
+        return await asyncio.to_thread(store.seen, jti, 60)
+
+    first = contextvars.Context().run(asyncio.run, request())
+    second = contextvars.Context().run(asyncio.run, request())
+    assert (first, second) == (False, True)
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "jti"}}
+    assert store.seen(jti, 60) is False, "a new cache setting is a new store"
+    assert store.seen(jti, 60) is True
