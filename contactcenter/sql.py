@@ -208,6 +208,19 @@ def insert_with_update(obj: Model, model: type[Model], pk: Any, updates: dict[st
     obj._state.db = alias
 
 
+def update_row(model: type[Model], pk: Any, updates: dict[str, Any]) -> None:
+    """``model._base_manager.filter(pk=pk).update(**updates)`` without building a queryset: on PostgreSQL
+    one UPDATE made from the model's metadata (columns quoted, every value a parameter)."""
+    alias = router.db_for_write(model)
+    connection = connections[alias]
+    if connection.vendor != "postgresql" or not updates:
+        model._base_manager.using(alias).filter(pk=pk).update(**updates)
+        return
+    sql, values = _update_parts(model, pk, updates, connection)
+    with _cursor(connection) as cursor:
+        cursor.execute(sql, values)
+
+
 def insert_unless_exists(obj: Model, unique_field: str) -> bool:
     """Insert ``obj`` unless a row with the same ``unique_field`` exists. True (and ``obj`` saved) when it
     was inserted, False when the row was already there (a retried webhook); other errors raise."""

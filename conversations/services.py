@@ -13,7 +13,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from contactcenter.sql import PreparedLookup, insert_unless_exists, insert_with_update
+from contactcenter.sql import PreparedLookup, insert_unless_exists, insert_with_update, update_row
 from conversations import hooks
 from conversations.models import (
     AppointmentRequest,
@@ -287,7 +287,7 @@ def call_event_apply(*, conversation: Conversation | None, tenant_id: int, paylo
                 updates.update(_completion(current, status, payload, occurred))
                 # Subscribers (agents) react once the end of the call is committed.
                 transaction.on_commit(lambda: hooks.ended(current))
-            Conversation.objects.filter(pk=current.pk).update(**updates)
+            update_row(Conversation, current.pk, updates)
             for key, value in updates.items():
                 setattr(current, key, value)
     except IntegrityError:

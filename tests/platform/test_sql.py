@@ -6,7 +6,7 @@ import pytest
 from django.db import IntegrityError, connection
 from django.test.utils import CaptureQueriesContext
 
-from contactcenter.sql import PreparedLookup, insert_unless_exists, insert_with_update
+from contactcenter.sql import PreparedLookup, insert_unless_exists, insert_with_update, update_row
 from conversations.models import Conversation, Turn
 from flows.services import flow_publish
 from tenants.scoping import tenant_scope, unscoped
@@ -108,6 +108,23 @@ def test_insert_with_update_writes_both(conversations, tenant_a):
         assert saved.created_at is not None
         mine.refresh_from_db()
     assert (mine.turn_count, mine.state) == (4, '{"step": "end"}')
+
+
+def test_update_row_sets_the_fields_of_that_row_only(conversations, tenant_a, tenant_b):
+    import datetime as dt
+    from decimal import Decimal
+
+    mine, theirs = conversations
+    ended = dt.datetime(2026, 12, 5, 9, 30, tzinfo=dt.UTC)
+    with CaptureQueriesContext(connection) as captured:
+        update_row(Conversation, mine.pk, {"ended_at": ended, "price": Decimal("0.0125"), "status": "completed"})
+    if connection.vendor == "postgresql":
+        assert len(captured.captured_queries) == 1
+    with unscoped("test: read both tenants' rows"):
+        mine.refresh_from_db()
+        theirs.refresh_from_db()
+    assert (mine.ended_at, mine.price, mine.status) == (ended, Decimal("0.0125"), "completed")
+    assert theirs.ended_at is None and theirs.status != "completed"
 
 
 def test_insert_with_update_writes_neither_when_the_insert_fails(conversations, tenant_a, django_db_blocker):
