@@ -80,6 +80,12 @@ def test_garbage_and_alg_none_tokens():
     assert reason(authorization=f"Bearer {hs512}") == "bad_signature"
 
 
+def test_a_signed_token_whose_claims_are_not_a_json_object_is_refused():
+    for payload in (b"[1, 2]", b"not json", b"\xff\xfe"):
+        token = jwt.PyJWS().encode(payload, SECRET, algorithm="HS256")
+        assert reason(authorization=f"Bearer {token}") == "bad_signature"
+
+
 def test_no_secret_configured():
     header = sign_request(body=BODY, secret=SECRET, now=NOW)
     assert reason(authorization=header, secret="") == "not_configured"
