@@ -12,10 +12,10 @@ from there. For the webhooks that had two costs:
 
 Here a webhook runs on the event loop until its one hop to a worker thread (signature check and turn,
 with Django's request signals; see WebhookHandler), so the budget holds: the apology leaves when the
-budget ends, whatever the stuck thread is doing. What the chain did that still matters is kept: the request log line and X-Request-ID, ALLOWED_HOSTS (400), the
-security middleware's HTTPS redirect and headers (pure checks, no I/O, run in place), an error page
-instead of a traceback, and the empty tenant scope anonymous requests get (the services enter the
-call's own tenant).
+budget ends, whatever the stuck thread is doing. What the chain did that still matters is kept: the
+request log line and X-Request-ID, ALLOWED_HOSTS (400), the security middleware's HTTPS redirect and
+headers (pure checks, no I/O, run in place), an error page instead of a traceback, and the empty tenant
+scope anonymous requests get (the services enter the call's own tenant).
 """
 
 from __future__ import annotations
